@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Ship the gateway: build the image with Cloud Build (tagged by git commit), apply infra/
+# with Terraform, wait for the new revision, smoke-test /healthz and print the service URL
+# as the last line on stdout. Re-runnable; logs go to stderr. Runbook: docs/deploy.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly ROOT
+readonly IMAGE_NAME="llm-gateway"
+# What Terraform itself needs before it can enable the rest (infra/apis.tf), plus the build.
+readonly BOOTSTRAP_APIS=(cloudresourcemanager.googleapis.com serviceusage.googleapis.com
+  artifactregistry.googleapis.com cloudbuild.googleapis.com)
+POLL_SECONDS="${DEPLOY_POLL_SECONDS:-5}"
+PROJECT="" REGION="" TFVARS="" IMAGE="" PLAN=0 DRY_RUN=0 ALLOW_DIRTY=0
+
+usage() {
+  cat <<EOF
+Usage: ./deploy.sh [options]
+
+Builds the current commit, deploys it to Cloud Run and prints the service URL.
+  --project ID     Google Cloud project (default: project_id in tfvars, then gcloud config)
+  --region REGION  Cloud Run region (default: region in tfvars, then europe-west1)
+  --tfvars FILE    Terraform variables file (default: infra/terraform.tfvars if present)
+  --image IMAGE    deploy an existing image instead of building (this is also a rollback)
+  --plan           show the Terraform plan and change nothing
+  --dry-run        print every command that would change something, run none of them
+  --allow-dirty    build even with uncommitted changes (tag gets a -dirty suffix)
+  -h, --help       show this help
+EOF
+}
+
+log() { printf 'deploy: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+value() { [[ $# -ge 2 && $2 != -* ]] || die "$1 needs a value (see -h)"; printf '%s' "$2"; }
+
+# Every command that changes something goes through run: shown, and skipped under --dry-run.
+# Its stdout goes to stderr too, so stdout carries only the final URL.
+run() {
+  if ((DRY_RUN)); then
+    printf 'would run:%s\n' "$(printf ' %q' "$@")" >&2
+    return 0
+  fi
+  log "+ $*"
+  "$@" >&2
+}
+
+tf() { run terraform -chdir="$ROOT/infra" "$@"; }
+
+# Reads a plain `name = "value"` line from the tfvars file so deploy.sh and Terraform
+# agree on names without parsing HCL here.
+tfvar() {
+  local found=""
+  if [[ -n $TFVARS ]]; then
+    found="$(sed -nE "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"([^\"]*)\".*/\1/p" "$TFVARS" | tail -n 1)"
+  fi
+  printf '%s' "${found:-$2}"
+}
+
+source_tag() {
+  local sha
+  sha="$(git -C "$ROOT" rev-parse --short=12 HEAD)" || die "not a git checkout: pass --image"
+  if [[ -n "$(git -C "$ROOT" status --porcelain)" ]]; then
+    ((ALLOW_DIRTY)) || die "uncommitted changes: commit them, or pass --allow-dirty"
+    sha="$sha-dirty-$(date -u +%Y%m%d%H%M%S)"
+  fi
+  printf '%s' "$sha"
+}
+
+wait_ready() {
+  local describe=(gcloud run services describe "$1" --project "$PROJECT" --region "$REGION"
+    --format 'value(status.latestCreatedRevisionName,status.latestReadyRevisionName)')
+  if ((DRY_RUN)); then
+    printf 'would run (until both names match):%s\n' "$(printf ' %q' "${describe[@]}")" >&2
+    return 0
+  fi
+  local i created ready
+  for ((i = 1; i <= 60; i++)); do
+    read -r created ready < <("${describe[@]}" || true) || true
+    if [[ -n ${created:-} && $created == "${ready:-}" ]]; then
+      log "revision $created is ready"
+      return 0
+    fi
+    sleep "$POLL_SECONDS"
+  done
+  die "revision ${created:-?} not ready: gcloud run revisions describe ${created:-REVISION} --region $REGION"
+}
+
+smoke_test() {
+  local i
+  for ((i = 1; i <= 10; i++)); do
+    run curl -fsS --max-time 10 "$1/healthz" && { log "healthz ok"; return 0; }
+    sleep "$POLL_SECONDS"
+  done
+  die "$1/healthz did not answer 200: check the logs (gcloud run services logs read)"
+}
+
+main() {
+  while (($#)); do
+    case $1 in
+      --project) PROJECT="$(value "$@")"; shift 2 ;;
+      --region) REGION="$(value "$@")"; shift 2 ;;
+      --tfvars) TFVARS="$(value "$@")"; shift 2 ;;
+      --image) IMAGE="$(value "$@")"; shift 2 ;;
+      --plan) PLAN=1; shift ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      --allow-dirty) ALLOW_DIRTY=1; shift ;;
+      -h | --help) usage; return 0 ;;
+      *) usage >&2; die "unknown argument: $1" ;;
+    esac
+  done
+  for tool in gcloud terraform git curl; do
+    command -v "$tool" >/dev/null || die "$tool is not on PATH (see docs/deploy.md, prerequisites)"
+  done
+  [[ -z $TFVARS && -f $ROOT/infra/terraform.tfvars ]] && TFVARS="$ROOT/infra/terraform.tfvars"
+  if [[ -n $TFVARS ]]; then
+    [[ -f $TFVARS ]] || die "no such tfvars file: $TFVARS"
+    TFVARS="$(cd "$(dirname "$TFVARS")" && pwd)/$(basename "$TFVARS")"
+  fi
+  PROJECT="${PROJECT:-$(tfvar project_id "")}"
+  PROJECT="${PROJECT:-$(gcloud config get-value project 2>/dev/null || true)}"
+  [[ -n $PROJECT ]] || die "no project: pass --project, set project_id in tfvars or run gcloud config set project"
+  REGION="${REGION:-$(tfvar region europe-west1)}"
+  local repo service secret build=0 url
+  repo="$(tfvar artifact_repository_id llm-gateway)"
+  service="$(tfvar service_name llm-gateway)"
+  secret="$(tfvar keys_secret_id llm-gateway-keys)"
+  if [[ -z $IMAGE ]]; then
+    IMAGE="$REGION-docker.pkg.dev/$PROJECT/$repo/$IMAGE_NAME:$(source_tag)"
+    build=1
+  fi
+  local vars=(-input=false -var "project_id=$PROJECT" -var "region=$REGION" -var "image=$IMAGE")
+  [[ -n $TFVARS ]] && vars+=(-var-file="$TFVARS")
+  log "project $PROJECT, region $REGION, image $IMAGE"
+
+  if ((PLAN)); then
+    tf init -input=false
+    tf plan "${vars[@]}"
+    return 0
+  fi
+  run gcloud services enable "${BOOTSTRAP_APIS[@]}" --project "$PROJECT"
+  gcloud artifacts repositories describe "$repo" --location "$REGION" --project "$PROJECT" >/dev/null 2>&1 ||
+    run gcloud artifacts repositories create "$repo" --repository-format docker \
+      --location "$REGION" --project "$PROJECT" --description "llm-gateway images"
+  if ((build)); then
+    if gcloud artifacts docker images describe "$IMAGE" --project "$PROJECT" >/dev/null 2>&1; then
+      log "image $IMAGE already built: skipping the build"
+    else
+      run gcloud builds submit "$ROOT" --tag "$IMAGE" --project "$PROJECT"
+    fi
+  fi
+  tf init -input=false
+  # The registry may have been created just above: hand it to Terraform once.
+  terraform -chdir="$ROOT/infra" state list 2>/dev/null | grep -qx 'google_artifact_registry_repository.images' ||
+    tf import "${vars[@]}" google_artifact_registry_repository.images \
+      "projects/$PROJECT/locations/$REGION/repositories/$repo"
+  # A revision without keys never passes its /healthz startup probe: create the secret first.
+  if ! gcloud secrets versions list "$secret" --project "$PROJECT" --filter 'state:ENABLED' \
+    --limit 1 --format 'value(name)' 2>/dev/null | grep -q .; then
+    tf apply -auto-approve "${vars[@]}" -target=google_secret_manager_secret_iam_member.runtime_keys
+    ((DRY_RUN)) || die "secret $secret has no key yet: scripts/keys --project $PROJECT --secret $secret issue NAME, then re-run"
+    log "a real run stops here until secret $secret has a key"
+  fi
+  tf apply -auto-approve "${vars[@]}"
+
+  if ((DRY_RUN)); then
+    url="$(gcloud run services describe "$service" --project "$PROJECT" --region "$REGION" \
+      --format 'value(status.url)' 2>/dev/null || true)"
+    url="${url:-https://$service-PROJECT_NUMBER.$REGION.run.app}"
+  else
+    url="$(terraform -chdir="$ROOT/infra" output -raw service_url)"
+    local domain
+    domain="$(terraform -chdir="$ROOT/infra" output -raw custom_domain_url 2>/dev/null || true)"
+    [[ -z $domain ]] || log "custom domain $domain (DNS: terraform -chdir=infra output domain_dns_records)"
+  fi
+  wait_ready "$service"
+  smoke_test "$url"
+  printf '%s\n' "$url"
+}
+
+main "$@"
