@@ -1,0 +1,65 @@
+"""Who is calling: the presented key, looked up by digest, and what it may use."""
+
+import time
+from datetime import UTC, datetime
+
+from app.aliases import Model
+from app.errors import GatewayError
+from app.keys import KeyRecord, KeyRing
+
+HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    key = headers.get(b"x-api-key")
+    if key is None:
+        authorization = headers.get(b"authorization")
+        if authorization is None:
+            return None
+        scheme, _, key = authorization.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+    key = key.strip()
+    return key.decode("latin-1") if key else None
+
+
+def authenticate(ring: KeyRing, headers: dict[bytes, bytes], key_error: str | None) -> KeyRecord:
+    if not ring.loaded:
+        detail = f" ({key_error})" if key_error else ""
+        raise GatewayError(
+            503,
+            f"The gateway has not loaded its API keys yet{detail}; retry shortly, and if this persists the "
+            "operator should check the key source (API_KEYS_SECRET / API_KEYS_FILE / API_KEYS_JSON)",
+            code="keys_unavailable",
+        )
+    key = presented_key(headers)
+    if key is None:
+        raise GatewayError(401, f"Missing API key: {HOW_TO_SEND}", code="missing_api_key")
+    record = ring.lookup(key)
+    if record is None:
+        raise GatewayError(
+            401,
+            "Invalid API key: the gateway did not issue this key (check for a typo, or ask the operator for a key)",
+            code="invalid_api_key",
+        )
+    if not record.enabled:
+        raise GatewayError(
+            401, f"API key {record.id!r} is revoked: ask the operator for a new key", code="invalid_api_key"
+        )
+    if record.expired(time.time()):
+        when = datetime.fromtimestamp(record.expires or 0, UTC).isoformat().replace("+00:00", "Z")
+        raise GatewayError(
+            401, f"API key {record.id!r} expired at {when}: ask the operator to rotate it", code="expired_api_key"
+        )
+    return record
+
+
+def authorize(record: KeyRecord, model: Model) -> None:
+    if record.models is not None and model.alias not in record.models:
+        allowed = ", ".join(sorted(record.models)) or "none"
+        raise GatewayError(
+            403,
+            f"API key {record.id!r} may not use model {model.alias!r}; it may use: {allowed}",
+            param="model",
+            code="model_not_allowed",
+        )

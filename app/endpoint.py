@@ -1,0 +1,93 @@
+"""The frame every authenticated API route shares: log line, errors in the route's shape."""
+
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from app.errors import GatewayError, Shape, render
+from app.logs import RequestLog
+from app.proxy import CancelOnDisconnect, relay
+from app.state import Gateway
+from app.wire import ClientGone, header_map, send_response
+
+
+class ApiEndpoint:
+    """An ASGI endpoint: subclasses implement `handle` and raise GatewayError for refusals."""
+
+    shape = Shape.OPENAI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway: Gateway = scope["app"].state.gateway
+        headers = header_map(scope)
+        client = scope.get("client")
+        log = RequestLog(scope["method"], scope["path"], headers, client[0] if client else None)
+        try:
+            await self.handle(gateway, scope, receive, send, headers, log)
+        except GatewayError as exc:
+            log.status, log.error = exc.status, exc.message
+            await send_response(send, *render(self.shape, exc))
+        except ClientGone:
+            log.status, log.outcome = 499, "client_disconnected"
+        except BaseException:
+            log.status = log.status or 500
+            raise
+        finally:
+            log.emit(gateway.project)
+
+    async def handle(
+        self,
+        gateway: Gateway,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        log: RequestLog,
+    ) -> None:
+        raise NotImplementedError
+
+    async def forward(
+        self, gateway: Gateway, url: str, payload: bytes, stream: bool, receive: Receive, send: Send, log: RequestLog
+    ) -> None:
+        """POST to Vertex and relay the answer; a client hang-up cancels the upstream call at once."""
+        assert gateway.upstream is not None
+        log.stream = stream
+        with CancelOnDisconnect(receive) as watch:
+            response = await gateway.upstream.open(url, payload, stream, log)
+            try:
+                await relay(response, self.shape, stream, send, log)
+            finally:
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()  # drops the connection, so Vertex stops generating
+        if watch.disconnected:
+            log.status, log.outcome = log.status or 499, "client_disconnected"
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(
+            400,
+            f"Request body is not valid JSON ({exc}); send a JSON object with Content-Type: application/json",
+            code="invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise GatewayError(
+            400,
+            f"Request body must be a JSON object, not {_JSON_KINDS.get(type(data), 'a value')}",
+            code="invalid_body",
+        )
+    return data

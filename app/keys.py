@@ -1,0 +1,140 @@
+"""The issued-key document and the KeyRing that answers "whose key is this?".
+
+Keys are looked up by their SHA-256 digest, so the ring never holds or compares
+plaintext, and the document itself may carry only digests.
+"""
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("app.keys")
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class KeyDocumentError(ValueError):
+    """The document as a whole is unusable; the last good set stays in force."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    enabled: bool
+    models: frozenset[str] | None  # None: every model
+    expires: float | None  # Unix time; the key is refused from this instant on
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def _parse_expires(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("'expires' must be an RFC 3339 string such as 2026-12-31T23:59:59Z")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'expires' {value!r} is not RFC 3339 (e.g. 2026-12-31T23:59:59Z)") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"'expires' {value!r} needs a time zone (e.g. a trailing Z)")
+    return moment.timestamp()
+
+
+def _parse_entry(entry: Any) -> tuple[bytes, KeyRecord]:
+    if not isinstance(entry, dict):
+        raise ValueError("entry must be a JSON object")
+    key_id = entry.get("id")
+    if not isinstance(key_id, str) or not key_id.strip():
+        raise ValueError("'id' must be a non-empty string")
+    if "key" in entry:
+        key = entry["key"]
+        if not isinstance(key, str) or len(key) < 8:
+            raise ValueError("'key' must be a string of at least 8 characters")
+        key_digest = digest(key)
+    elif "sha256" in entry:
+        hexdigest = entry["sha256"]
+        if not isinstance(hexdigest, str) or not _HEX64.match(hexdigest):
+            raise ValueError("'sha256' must be the 64-character hex SHA-256 of the key")
+        key_digest = bytes.fromhex(hexdigest)
+    else:
+        raise ValueError("needs 'key' or 'sha256'")
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError("'enabled' must be true or false")
+    models = entry.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise ValueError("'models' must be a list of model aliases")
+    expires = _parse_expires(entry["expires"]) if entry.get("expires") is not None else None
+    record = KeyRecord(key_id, enabled, frozenset(models) if models is not None else None, expires)
+    return key_digest, record
+
+
+def parse_key_document(raw: bytes | str) -> tuple[dict[bytes, KeyRecord], list[str]]:
+    """Parse the document; bad entries are skipped and reported, never fatal."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise KeyDocumentError(f"key document is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise KeyDocumentError("key document must be a JSON array of key records")
+    records: dict[bytes, KeyRecord] = {}
+    seen_ids: set[str] = set()
+    problems: list[str] = []
+    for position, entry in enumerate(data):
+        label = f"entry {position}"
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            label += f" (id {entry['id']!r})"
+        try:
+            key_digest, record = _parse_entry(entry)
+        except ValueError as exc:
+            problems.append(f"{label} skipped: {exc}")
+            continue
+        if record.id in seen_ids:
+            problems.append(f"{label} skipped: duplicate id")
+            continue
+        if key_digest in records:
+            problems.append(f"{label} skipped: same key as id {records[key_digest].id!r}")
+            continue
+        seen_ids.add(record.id)
+        records[key_digest] = record
+    if data and not records:
+        # Every entry broken looks like a botched edit, not an intent to lock everyone out.
+        raise KeyDocumentError(f"key document has no usable entry: {'; '.join(problems[:5])}")
+    return records, problems
+
+
+class KeyRing:
+    """The keys in force in this worker; replaced whole on every good load."""
+
+    def __init__(self) -> None:
+        self._records: dict[bytes, KeyRecord] = {}
+        self.loaded = False
+        self.loaded_at: float | None = None
+        self.version: str | None = None
+
+    def replace(self, records: dict[bytes, KeyRecord], version: str | None = None) -> None:
+        self._records = records
+        self.loaded = True
+        self.loaded_at = time.time()
+        self.version = version
+
+    def load_document(self, raw: bytes | str, version: str | None = None) -> list[str]:
+        records, problems = parse_key_document(raw)
+        self.replace(records, version)
+        return problems
+
+    def lookup(self, presented: str) -> KeyRecord | None:
+        return self._records.get(digest(presented))
+
+    def __len__(self) -> int:
+        return len(self._records)

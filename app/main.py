@@ -1,0 +1,109 @@
+"""The gateway's ASGI app: routes, lifespan, and the errors Starlette raises itself."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import pages
+from app.config import ConfigError, Settings, load_settings
+from app.errors import GatewayError, Shape, render
+from app.logs import RequestLog, setup_logging
+from app.openai_api import ChatCompletions, ModelGet, ModelList
+from app.state import Gateway
+from app.wire import header_map
+
+log = logging.getLogger("app")
+
+
+def _shape_for(path: str) -> Shape:
+    return Shape.ANTHROPIC if path.startswith("/v1/messages") else Shape.OPENAI
+
+
+def _error_response(request: Request, error: GatewayError) -> Response:
+    status, headers, body = render(_shape_for(request.url.path), error)
+    gateway: Gateway | None = getattr(request.app.state, "gateway", None)
+    client = request.client
+    entry = RequestLog(request.method, request.url.path, header_map(request.scope), client.host if client else None)
+    entry.status, entry.error = status, error.message
+    entry.emit(gateway.project if gateway else None)
+    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = GatewayError(
+            405,
+            f"Method {request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}",
+            code="method_not_allowed",
+            headers=[(b"allow", allowed.encode())] if allowed else None,
+        )
+    elif exc.status_code == 404:
+        error = GatewayError(
+            404,
+            f"No route {request.method} {request.url.path[:200]}: this gateway serves /v1/chat/completions, "
+            "/v1/models, /v1/messages and /v1/messages/count_tokens (see /docs)",
+            code="not_found",
+        )
+    else:
+        error = GatewayError(exc.status_code, str(exc.detail))
+    return _error_response(request, error)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    error = GatewayError(500, "The gateway hit an internal error; it is logged. Retry, or report it to the operator.")
+    return _error_response(request, error)
+
+
+async def healthz(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    if gateway.ring.loaded:
+        body = {"ok": True, "models": gateway.models.aliases, "keys": len(gateway.ring)}
+        return Response(orjson.dumps(body), 200, media_type="application/json")
+    body = {"ok": False, "error": gateway.key_error or "API keys are still loading"}
+    return Response(orjson.dumps(body), 503, media_type="application/json")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    setup_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway = Gateway(settings)
+        app.state.gateway = gateway
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    routes = [
+        Route("/", pages.splash, methods=["GET"]),
+        Route("/docs", pages.runbook, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/models", ModelList(), methods=["GET"]),
+        Route("/v1/models/{model_id:path}", ModelGet(), methods=["GET"]),
+        Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # gunicorn shows this line and stops: a bad setting must never become a running revision.
+    raise SystemExit(f"config error: {exc}") from None

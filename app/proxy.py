@@ -1,0 +1,255 @@
+"""Forward one request to Vertex and relay its answer, closing upstream on every path.
+
+Retries happen only while nothing has been sent to the client: before the
+response starts, a 429/503 or a failed connection may be tried again; once a
+byte is out, the upstream answer is relayed as it is, to its end or its death.
+"""
+
+import asyncio
+import email.utils
+import random
+import time
+from types import TracebackType
+
+import aiohttp
+import orjson
+from starlette.types import Receive, Send
+
+from app.config import Settings
+from app.errors import JSON_HEADERS, GatewayError, Shape, convert_upstream_error
+from app.logs import RequestLog
+from app.vertex import TokenProvider
+from app.wire import send_response
+
+RETRY_STATUSES = frozenset((429, 503))
+RETRYABLE_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+MAX_ERROR_BODY = 1 << 20
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Tell any buffering proxy in front of us to pass events through as they come.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class CancelOnDisconnect:
+    """Cancels the current task when the client hangs up, so the upstream call stops at once.
+
+    Used as `with CancelOnDisconnect(receive) as watch:`; the CancelledError it
+    causes is swallowed on exit and `watch.disconnected` tells what happened.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.disconnected = False
+        self._active = False
+
+    def __enter__(self) -> "CancelOnDisconnect":
+        self._task = asyncio.current_task()
+        self._active = True
+        self._watcher = asyncio.ensure_future(self._wait())
+        return self
+
+    async def _wait(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        # The callback may already be queued when the request ends normally; the flag stops it.
+        if self._active and self._task is not None:
+            self.disconnected = True
+            self._task.cancel()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        self._active = False
+        self._watcher.cancel()
+        if self.disconnected and self._task is not None:
+            self._task.uncancel()
+            return kind is None or issubclass(kind, asyncio.CancelledError)
+        return False
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _backoff(attempt: int, cap: float) -> float:
+    ceiling = min(cap, 0.5 * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Upstream:
+    def __init__(self, session: aiohttp.ClientSession, tokens: TokenProvider, settings: Settings) -> None:
+        self.session = session
+        self.tokens = tokens
+        self.settings = settings
+
+    async def open(self, url: str, payload: bytes, stream: bool, log: RequestLog) -> aiohttp.ClientResponse:
+        """POST to Vertex; retried only before any response reaches the client."""
+        retries = 0
+        reauthenticated = False
+        while True:
+            log.attempts += 1
+            token = await self.tokens.token()
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream" if stream else "application/json",
+                "Accept-Encoding": "identity",
+                "User-Agent": "llm-gateway",
+            }
+            try:
+                async with asyncio.timeout(self.settings.headers_timeout):
+                    response = await self.session.post(url, data=payload, headers=headers)
+            except RETRYABLE_ERRORS as exc:
+                if retries < self.settings.upstream_retries:
+                    retries += 1
+                    await asyncio.sleep(_backoff(retries, self.settings.retry_max_wait))
+                    continue
+                raise _unreachable(url, exc) from None
+            except TimeoutError as exc:
+                raise _timed_out(self.settings, exc) from None
+            if response.status == 401 and not reauthenticated:
+                # A token revoked or rotated early: fetch a fresh one and try exactly once more.
+                response.close()
+                self.tokens.invalidate(token)
+                reauthenticated = True
+                continue
+            if response.status in RETRY_STATUSES and retries < self.settings.upstream_retries:
+                wait = _retry_after_seconds(response.headers.get("Retry-After"))
+                wait = _backoff(retries + 1, self.settings.retry_max_wait) if wait is None else wait
+                if wait <= self.settings.retry_max_wait:
+                    response.close()
+                    retries += 1
+                    await asyncio.sleep(wait)
+                    continue
+            return response
+
+
+def _unreachable(url: str, exc: BaseException) -> GatewayError:
+    host = url.split("/")[2]
+    return GatewayError(
+        502,
+        f"Vertex AI at {host} could not be reached ({type(exc).__name__}: {exc}); retry shortly",
+        code="upstream_unreachable",
+    )
+
+
+def _timed_out(settings: Settings, exc: BaseException) -> GatewayError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        what = f"could not connect within {settings.connect_timeout:g} s (UPSTREAM_CONNECT_TIMEOUT)"
+    else:
+        what = f"sent no response within {settings.headers_timeout:g} s (UPSTREAM_HEADERS_TIMEOUT)"
+    return GatewayError(504, f"Vertex AI {what}; retry, or raise the timeout", code="upstream_timeout")
+
+
+def normalize_usage(usage: object) -> dict[str, int] | None:
+    if not isinstance(usage, dict):
+        return None
+    out: dict[str, int] = {}
+    for name, value in usage.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            name = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}.get(name, name)
+            if name in ("input_tokens", "output_tokens", "total_tokens"):
+                out[name] = value
+    return out or None
+
+
+def _usage_of_json(body: bytes) -> dict[str, int] | None:
+    try:
+        return usage_of(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def usage_of(data: object) -> dict[str, int] | None:
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if usage is None and isinstance(data.get("message"), dict):
+        usage = data["message"].get("usage")  # Anthropic's message_start
+    return normalize_usage(usage)
+
+
+class UsageSniffer:
+    """Picks token usage out of an SSE stream without holding more than one partial event."""
+
+    MAX_PARTIAL = 1 << 20
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self.usage: dict[str, int] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._partial + chunk if self._partial else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._partial = data if len(data) <= self.MAX_PARTIAL else b""
+            return
+        self._partial = data[end + 2 :] if len(data) - end - 2 <= self.MAX_PARTIAL else b""
+        complete = data[:end]
+        if b'"usage"' not in complete:
+            return
+        for event in complete.split(b"\n\n"):
+            if b'"usage"' not in event:
+                continue
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    try:
+                        found = usage_of(orjson.loads(line[5:]))
+                    except orjson.JSONDecodeError:
+                        continue
+                    if found:
+                        self.usage = {**(self.usage or {}), **found}
+
+
+async def relay(response: aiohttp.ClientResponse, shape: Shape, stream: bool, send: Send, log: RequestLog) -> None:
+    """Send Vertex's answer to the client; the caller closes `response`."""
+    log.status = response.status
+    retry_after = response.headers.get("Retry-After")
+    if response.status >= 400:
+        body = await response.content.read(MAX_ERROR_BODY)
+        log.error = body[:500].decode("utf-8", "replace")
+        extra = [(b"retry-after", retry_after.encode("latin-1"))] if retry_after else []
+        await _send_whole(
+            send, response.status, JSON_HEADERS + extra, convert_upstream_error(shape, response.status, body), log
+        )
+        return
+    content_type = response.headers.get("Content-Type", "")
+    if not stream or not content_type.startswith("text/event-stream"):
+        body = await response.read()
+        if content_type.startswith("application/json"):
+            log.usage = _usage_of_json(body)
+        headers = [(b"content-type", content_type.encode("latin-1") or b"application/json")]
+        await _send_whole(send, response.status, headers, body, log)
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": STREAM_HEADERS})
+    sniffer = UsageSniffer()
+    try:
+        async for chunk in response.content.iter_any():
+            log.mark_first_byte()
+            log.response_bytes += len(chunk)
+            sniffer.feed(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        log.outcome = None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # Headers are out, so the status cannot change: end the stream cleanly and say why in the log.
+        log.outcome = "upstream_died_mid_stream"
+        log.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        log.usage = sniffer.usage
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_whole(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, log: RequestLog
+) -> None:
+    log.mark_first_byte()
+    log.response_bytes = len(body)
+    await send_response(send, status, headers, body)

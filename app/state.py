@@ -1,0 +1,85 @@
+"""The per-worker Gateway: everything a request needs, built once in the lifespan."""
+
+import asyncio
+import logging
+
+import aiohttp
+
+from app.aliases import ModelTable
+from app.config import Settings
+from app.errors import GatewayError
+from app.key_sources import KeyRefresher, make_source
+from app.keys import KeyDocumentError, KeyRing
+from app.proxy import Upstream
+from app.vertex import TokenProvider, VertexUrls, make_session
+
+log = logging.getLogger("app")
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.models = ModelTable(settings.aliases)
+        self.ring = KeyRing()
+        self.tokens = TokenProvider(settings.token_retry_seconds)
+        self.refresher: KeyRefresher | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.upstream: Upstream | None = None
+        self._urls: VertexUrls | None = None
+        self._key_setup_error: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def project(self) -> str | None:
+        return self.settings.project or self.tokens.project
+
+    @property
+    def key_error(self) -> str | None:
+        if self._key_setup_error:
+            return self._key_setup_error
+        return self.refresher.last_error if self.refresher else None
+
+    @property
+    def urls(self) -> VertexUrls:
+        if self._urls is None:
+            project = self.project
+            if project is None:
+                raise GatewayError(
+                    503,
+                    "The gateway does not know its Google Cloud project: the operator should set "
+                    "GOOGLE_CLOUD_PROJECT (or use credentials that carry a project)",
+                    code="project_unknown",
+                )
+            self._urls = VertexUrls(self.settings, project)
+        return self._urls
+
+    async def start(self) -> None:
+        self.session = make_session(self.settings)
+        self.upstream = Upstream(self.session, self.tokens, self.settings)
+        if self.settings.project:
+            # Startup need not wait for Google: the first token arrives in the background.
+            self._tasks.append(self.tokens.prewarm())
+        else:
+            await self.tokens.discover()  # the project comes from the credentials
+        try:
+            source = make_source(self.settings, self.project)
+        except KeyDocumentError as exc:
+            source, self._key_setup_error = None, str(exc)
+        if source is None:
+            self._key_setup_error = self._key_setup_error or (
+                "no key source configured: set API_KEYS_SECRET, API_KEYS_FILE or API_KEYS_JSON"
+            )
+            log.error("%s; every /v1 request will be refused with 503", self._key_setup_error)
+            return
+        self.refresher = KeyRefresher(self.ring, source, self.settings.keys_refresh_seconds)
+        # Inline and file keys load before the first request; a remote secret loads in the background.
+        if not source.refreshes or self.settings.keys_file:
+            await self.refresher.load_once()
+        self._tasks.append(asyncio.get_running_loop().create_task(self.refresher.run()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()

@@ -1,0 +1,147 @@
+"""Vertex AI: endpoint URLs, the service-account token, the pooled HTTP client.
+
+google-auth refreshes synchronously (it does HTTP itself), so every refresh runs
+in a worker thread, one at a time, and requests keep using the cached token
+while a refresh ahead of expiry is under way.
+"""
+
+import asyncio
+import calendar
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from app.aliases import Model
+from app.config import Settings
+from app.errors import GatewayError
+
+log = logging.getLogger("app.vertex")
+
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+# Refresh this long before expiry, in the background, while the old token still works.
+REFRESH_AHEAD_SECONDS = 300.0
+# A token this close to expiry is not worth sending.
+MIN_TOKEN_LIFE_SECONDS = 10.0
+REFRESH_TIMEOUT_SECONDS = 30.0
+
+
+class TokenProvider:
+    def __init__(self, retry_seconds: float) -> None:
+        self._retry_seconds = retry_seconds
+        self._credentials: Any = None
+        self._request: Any = None
+        self._token: str | None = None
+        self._expiry = 0.0
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._failed_at = 0.0
+        self.project: str | None = None
+        self.error: str | None = None
+
+    async def discover(self) -> None:
+        """Find Application Default Credentials (and their project), off the event loop."""
+        try:
+            await asyncio.to_thread(self._discover)
+            self.error = None
+        except Exception as exc:  # no ADC at all: serve what we can, explain on use
+            self.error = f"no Google credentials ({type(exc).__name__}: {exc})"
+            log.error("%s; run 'gcloud auth application-default login' locally", self.error)
+
+    def _discover(self) -> None:
+        import google.auth
+        import google.auth.transport.requests
+
+        credentials, project = google.auth.default(scopes=SCOPES)
+        self._credentials = credentials
+        self._request = google.auth.transport.requests.Request()
+        self.project = project
+
+    def prewarm(self) -> asyncio.Task[None]:
+        """Find credentials and fetch the first token in the background."""
+        return self._start_refresh()
+
+    async def token(self) -> str:
+        now = time.time()
+        if self._token is not None:
+            if now < self._expiry - REFRESH_AHEAD_SECONDS:
+                return self._token
+            if now < self._expiry - MIN_TOKEN_LIFE_SECONDS:
+                if now - self._failed_at >= self._retry_seconds:
+                    self._start_refresh()
+                return self._token
+        if now - self._failed_at < self._retry_seconds and self.error:
+            raise self._unavailable()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._start_refresh()), REFRESH_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self.error = f"token refresh took longer than {REFRESH_TIMEOUT_SECONDS:g} s"
+        if self._token is None or time.time() >= self._expiry - MIN_TOKEN_LIFE_SECONDS:
+            raise self._unavailable()
+        return self._token
+
+    def invalidate(self, token: str) -> None:
+        """Vertex said 401 to this token: never send it again."""
+        if self._token == token:
+            self._token = None
+
+    def _start_refresh(self) -> asyncio.Task[None]:
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.get_running_loop().create_task(self._refresh())
+        return self._refresh_task
+
+    async def _refresh(self) -> None:
+        try:
+            if self._credentials is None:
+                await asyncio.to_thread(self._discover)
+            token, expiry = await asyncio.to_thread(self._refresh_blocking)
+        except Exception as exc:  # metadata server down, ADC revoked, ...
+            self._failed_at = time.time()
+            self.error = f"refreshing the Google access token failed ({type(exc).__name__}: {exc})"
+            log.error("%s", self.error)
+            return
+        self._token, self._expiry = token, expiry
+        self._failed_at = 0.0
+        self.error = None
+
+    def _refresh_blocking(self) -> tuple[str, float]:
+        self._credentials.refresh(self._request)
+        expiry = self._credentials.expiry
+        # google-auth keeps expiry as a naive UTC datetime.
+        seconds = calendar.timegm(expiry.utctimetuple()) if expiry is not None else time.time() + 3000
+        return self._credentials.token, float(seconds)
+
+    def _unavailable(self) -> GatewayError:
+        return GatewayError(
+            503,
+            f"The gateway cannot get a Google access token to call Vertex AI: {self.error or 'unknown error'}. "
+            "Retry shortly; the operator should check the service account / metadata server.",
+            code="upstream_auth_unavailable",
+            headers=[(b"retry-after", str(int(self._retry_seconds) or 1).encode())],
+        )
+
+
+class VertexUrls:
+    def __init__(self, settings: Settings, project: str) -> None:
+        prefix = f"{settings.vertex_base_url}/v1/projects/{project}/locations/{settings.location}"
+        self.chat_completions = f"{prefix}/endpoints/openapi/chat/completions"
+        self._publishers = f"{prefix}/publishers"
+        self.count_tokens = f"{prefix}/publishers/anthropic/models/count-tokens:rawPredict"
+
+    def raw_predict(self, model: Model, stream: bool) -> str:
+        verb = "streamRawPredict" if stream else "rawPredict"
+        return f"{self._publishers}/{model.publisher}/models/{model.name}:{verb}"
+
+
+def make_session(settings: Settings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # A shared client must never carry one caller's cookies to the next.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.idle_timeout
+        ),
+        skip_auto_headers=("User-Agent",),
+        auto_decompress=True,
+    )
