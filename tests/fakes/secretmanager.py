@@ -5,9 +5,10 @@ and for `google-cloud-secret-manager` with transport="rest". It runs aiohttp in 
 background thread with its own event loop, so synchronous tests can drive it.
 
 Test controls: `down` (every call answers 500), `garbage` (access answers a
-non-JSON body), `on_access` (runs in a worker thread after an access reply is
-computed and before it is sent, e.g. to let a second writer slip in), and
-`requests` (every request seen).
+non-JSON body), `before_reply(method, path)` (runs in a worker thread after a
+reply is computed and before it is sent, so whatever it writes lands "between"
+two calls of a client: a second writer slipping in), and `requests` (every
+request seen). `gcloud_env()` gives the variables that point gcloud here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -86,9 +88,7 @@ class _ApiError(Exception):
 _SECRETS = re.compile(r"^/v1/projects/([^/]+)/secrets$")
 _SECRET = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/:]+)(?::(addVersion))?$")
 _VERSIONS = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/:]+)/versions$")
-_VERSION = re.compile(
-    r"^/v1/projects/([^/]+)/secrets/([^/:]+)/versions/([^/:]+)(?::(access|enable|disable|destroy))?$"
-)
+_VERSION = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/:]+)/versions/([^/:]+)(?::(access|enable|disable|destroy))?$")
 
 
 class FakeSecretManager(BackgroundServer):
@@ -97,7 +97,7 @@ class FakeSecretManager(BackgroundServer):
         self.require_token = require_token
         self.down = False
         self.garbage = False
-        self.on_access: Callable[[str], None] | None = None
+        self.before_reply: Callable[[str, str], None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.secrets: dict[tuple[str, str], Secret] = {}
         self._lock = threading.Lock()
@@ -112,9 +112,7 @@ class FakeSecretManager(BackgroundServer):
         with self._lock:
             return self._create(project, name)
 
-    def add_version(
-        self, name: str, data: bytes | str, project: str = "test-project"
-    ) -> int:
+    def add_version(self, name: str, data: bytes | str, project: str = "test-project") -> int:
         raw = data.encode() if isinstance(data, str) else data
         with self._lock:
             secret = self._secret(project, name)
@@ -127,6 +125,26 @@ class FakeSecretManager(BackgroundServer):
     def versions(self, name: str, project: str = "test-project") -> list[Version]:
         with self._lock:
             return list(self._secret(project, name).versions)
+
+    def gcloud_env(self, config_dir: str, project: str = "test-project") -> dict[str, str]:
+        """Variables that make the real gcloud talk to this fake, offline, with a fixed token."""
+        os.makedirs(config_dir, exist_ok=True)
+        token_file = os.path.join(config_dir, "access-token")
+        with open(token_file, "w", encoding="utf-8") as handle:
+            handle.write(self.require_token or "test-token")
+        env = {
+            "CLOUDSDK_CONFIG": config_dir,
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER": self.url + "/",
+            "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": token_file,
+            "CLOUDSDK_CORE_PROJECT": project,
+            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+            "CLOUDSDK_SURVEY_DISABLE_PROMPTS": "true",
+        }
+        if "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE" in os.environ:
+            env["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"] = os.environ["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"]
+        return env
 
     def paths(self) -> list[str]:
         return [f"{r['method']} {r['path']}" for r in self.requests]
@@ -206,10 +224,7 @@ class FakeSecretManager(BackgroundServer):
         )
         if self.down:
             return _error(_ApiError(500, "INTERNAL", "fake secret manager is down"))
-        if (
-            self.require_token is not None
-            and request.headers.get("Authorization") != f"Bearer {self.require_token}"
-        ):
+        if self.require_token is not None and request.headers.get("Authorization") != f"Bearer {self.require_token}":
             return _error(
                 _ApiError(
                     401,
@@ -220,33 +235,23 @@ class FakeSecretManager(BackgroundServer):
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError:
-            return _error(
-                _ApiError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
-            )
+            return _error(_ApiError(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
         try:
             with self._lock:
-                result = self._dispatch(
-                    request.method, request.path, dict(request.query), body
-                )
+                result = self._dispatch(request.method, request.path, dict(request.query), body)
         except _ApiError as exc:
             return _error(exc)
         if isinstance(result, _Access):
             if self.garbage:
-                return web.Response(
-                    status=200, text="<html>not json</html>", content_type="text/html"
-                )
-            hook = self.on_access
-            if hook is not None:
-                # The reply is already fixed: anything the hook writes lands "between" calls.
-                await asyncio.get_running_loop().run_in_executor(
-                    None, hook, request.path
-                )
+                return web.Response(status=200, text="<html>not json</html>", content_type="text/html")
             result = result.body
+        hook = self.before_reply
+        if hook is not None:
+            # The reply is already fixed: anything the hook writes lands after it.
+            await asyncio.get_running_loop().run_in_executor(None, hook, request.method, request.path)
         return web.json_response(result)
 
-    def _dispatch(
-        self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
-    ) -> Any:
+    def _dispatch(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> Any:
         if m := _SECRETS.match(path):
             project = m.group(1)
             if method == "POST":
@@ -257,11 +262,7 @@ class FakeSecretManager(BackgroundServer):
                 secret.labels = dict(body.get("labels") or {})
                 return self._secret_json(secret)
             if method == "GET":
-                items = [
-                    self._secret_json(s)
-                    for (p, _), s in sorted(self.secrets.items())
-                    if p == project
-                ]
+                items = [self._secret_json(s) for (p, _), s in sorted(self.secrets.items()) if p == project]
                 return {"secrets": items, "totalSize": len(items)} if items else {}
         elif m := _SECRET.match(path):
             secret = self._secret(m.group(1), m.group(2))
@@ -292,9 +293,7 @@ class FakeSecretManager(BackgroundServer):
         try:
             data = base64.b64decode(payload.get("data", ""), validate=True)
         except ValueError as exc:
-            raise _ApiError(
-                400, "INVALID_ARGUMENT", "payload.data is not base64"
-            ) from exc
+            raise _ApiError(400, "INVALID_ARGUMENT", "payload.data is not base64") from exc
         if "dataCrc32c" in payload and int(payload["dataCrc32c"]) != crc32c(data):
             raise _ApiError(
                 400,
@@ -326,9 +325,7 @@ class FakeSecretManager(BackgroundServer):
             }
         )
 
-    def _transition(
-        self, secret: Secret, version: Version, verb: str
-    ) -> dict[str, Any]:
+    def _transition(self, secret: Secret, version: Version, verb: str) -> dict[str, Any]:
         if version.state == "DESTROYED":
             raise _ApiError(
                 400,
