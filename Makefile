@@ -1,0 +1,44 @@
+# The README's first two commands: `make run` starts the gateway locally, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup lint fmt bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.venv-checkov/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/.installed .venv-checkov/.installed tests/node/node_modules/.installed
+
+run: $(BIN)/.installed
+	scripts/dev-run
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	terraform fmt -recursive infra
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	bash bench/run
+
+clean:
+	rm -rf $(VENV) .venv-checkov tests/node/node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,68 @@
+import orjson
+import pytest
+
+from app.aliases import ModelTable
+from app.auth import authenticate, authorize, presented_key
+from app.config import DEFAULT_ALIASES
+from app.errors import GatewayError
+from app.keys import KeyRing
+
+RING = KeyRing()
+RING.load_document(
+    orjson.dumps(
+        [
+            {"id": "ok", "key": "sk_live_ok_key_1"},
+            {"id": "off", "key": "sk_live_off_key_1", "enabled": False},
+            {"id": "old", "key": "sk_live_old_key_1", "expires": "2001-01-01T00:00:00Z"},
+            {"id": "narrow", "key": "sk_live_narrow_1", "models": ["flash"]},
+        ]
+    )
+)
+MODELS = ModelTable(DEFAULT_ALIASES)
+
+
+@pytest.mark.parametrize(
+    ("headers", "key"),
+    [
+        ({b"x-api-key": b"abc"}, "abc"),
+        ({b"authorization": b"Bearer abc"}, "abc"),
+        ({b"authorization": b"bearer   abc "}, "abc"),
+        ({b"authorization": b"Basic abc"}, None),
+        ({b"authorization": b"Bearer "}, None),
+        ({}, None),
+    ],
+)
+def test_presented_key(headers: dict[bytes, bytes], key: str | None) -> None:
+    assert presented_key(headers) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        (None, "Missing API key"),
+        ("sk_live_nope", "Invalid API key"),
+        ("sk_live_off_key_1", "revoked"),
+        ("sk_live_old_key_1", "expired at 2001-01-01T00:00:00Z"),
+    ],
+)
+def test_refusals_are_401_with_a_reason(key: str | None, fragment: str) -> None:
+    headers = {b"x-api-key": key.encode()} if key else {}
+    with pytest.raises(GatewayError) as info:
+        authenticate(RING, headers, None)
+    assert info.value.status == 401 and fragment in info.value.message
+    assert key is None or key not in info.value.message
+
+
+def test_no_keys_loaded_is_503() -> None:
+    with pytest.raises(GatewayError) as info:
+        authenticate(KeyRing(), {b"x-api-key": b"sk_live_ok_key_1"}, "Secret Manager down")
+    assert info.value.status == 503 and "Secret Manager down" in info.value.message
+
+
+def test_model_allowlist() -> None:
+    narrow = authenticate(RING, {b"authorization": b"Bearer sk_live_narrow_1"}, None)
+    authorize(narrow, MODELS.resolve("flash"))
+    with pytest.raises(GatewayError) as info:
+        authorize(narrow, MODELS.resolve("pro-preview"))
+    assert info.value.status == 403 and "may use: flash" in info.value.message
+    authorize(authenticate(RING, {b"x-api-key": b"sk_live_ok_key_1"}, None), MODELS.resolve("pro-preview"))

@@ -1,0 +1,74 @@
+import pytest
+
+from app.config import DEFAULT_ALIASES, ConfigError, default_vertex_base_url, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+    assert settings.port == 8080
+    assert settings.location == "global"
+    assert settings.vertex_base_url == "https://aiplatform.googleapis.com"
+    assert dict(settings.aliases) == DEFAULT_ALIASES
+    assert settings.aliases["flash"] == "google/gemini-2.5-flash"
+    assert settings.aliases["pro-preview"] == "google/gemini-3.1-pro-preview"
+    assert settings.keys_refresh_seconds == 60
+    assert settings.max_body_bytes == 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("location", "url"),
+    [
+        ("global", "https://aiplatform.googleapis.com"),
+        ("us", "https://aiplatform.us.rep.googleapis.com"),
+        ("eu", "https://aiplatform.eu.rep.googleapis.com"),
+        ("europe-west4", "https://europe-west4-aiplatform.googleapis.com"),
+    ],
+)
+def test_base_url_follows_location(location: str, url: str) -> None:
+    assert default_vertex_base_url(location) == url
+    assert load_settings({"VERTEX_LOCATION": location}).vertex_base_url == url
+
+
+def test_model_overrides() -> None:
+    settings = load_settings(
+        {
+            "MODEL_ALIASES": '{"flash": "google/gemini-2.0-flash", "fast": "google/gemini-2.5-flash-lite"}',
+            "MODEL_PRO_PREVIEW_ID": "google/gemini-3-pro-preview",
+        }
+    )
+    assert dict(settings.aliases) == {
+        "flash": "google/gemini-2.0-flash",
+        "fast": "google/gemini-2.5-flash-lite",
+        "pro-preview": "google/gemini-3-pro-preview",
+    }
+    assert load_settings({"MODEL_FLASH_ID": "google/x"}).aliases["flash"] == "google/x"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "0"}, "PORT"),
+        ({"KEYS_REFRESH_SECONDS": "-1"}, "KEYS_REFRESH_SECONDS"),
+        ({"MODEL_ALIASES": "{not json"}, "MODEL_ALIASES"),
+        ({"MODEL_ALIASES": "[]"}, "MODEL_ALIASES"),
+        ({"MODEL_ALIASES": '{"flash": "gemini-2.5-flash"}'}, "MODEL_ALIASES"),
+        ({"MODEL_FLASH_ID": "gemini-2.5-flash"}, "MODEL_FLASH_ID"),
+        ({"VERTEX_LOCATION": "Mars 1"}, "VERTEX_LOCATION"),
+        ({"VERTEX_BASE_URL": "aiplatform.googleapis.com"}, "VERTEX_BASE_URL"),
+        ({"GOOGLE_CLOUD_PROJECT": "Bad_Project"}, "GOOGLE_CLOUD_PROJECT"),
+        ({"API_KEYS_SECRET": "projects/p/secrets/"}, "API_KEYS_SECRET"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"MAX_BODY_BYTES": "12.5"}, "MAX_BODY_BYTES"),
+        ({"UPSTREAM_RETRIES": "-2"}, "UPSTREAM_RETRIES"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        load_settings(env)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({})
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]

@@ -1,0 +1,43 @@
+import io
+import json
+import sys
+
+import pytest
+
+from app.logs import RequestLog, parse_trace
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {b"x-cloud-trace-context": b"105445aa7843bc8bf206b12000100000/1;o=1"},
+            ("105445aa7843bc8bf206b12000100000", "1", True),
+        ),
+        (
+            {b"traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+            ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True),
+        ),
+        ({b"x-cloud-trace-context": b"not-hex/1"}, (None, None, False)),
+        ({}, (None, None, False)),
+    ],
+)
+def test_parse_trace(headers: dict[bytes, bytes], expected: tuple[object, ...]) -> None:
+    assert parse_trace(headers) == expected
+
+
+def test_request_line_is_one_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    headers = {b"x-cloud-trace-context": b"abc123/9;o=1", b"user-agent": b"pytest", b"x-api-key": b"sk_live_secret"}
+    entry = RequestLog("POST", "/v1/chat/completions", headers, "10.0.0.1")
+    entry.status, entry.key_id, entry.alias, entry.stream = 429, "team", "flash", True
+    entry.usage = {"input_tokens": 1}
+    entry.emit("proj")
+    line = out.getvalue()
+    assert line.count("\n") == 1 and "sk_live_secret" not in line
+    data = json.loads(line)
+    assert data["severity"] == "WARNING"
+    assert data["logging.googleapis.com/trace"] == "projects/proj/traces/abc123"
+    assert data["httpRequest"]["status"] == 429 and data["httpRequest"]["userAgent"] == "pytest"
+    assert data["key_id"] == "team" and data["alias"] == "flash" and data["stream"] is True
