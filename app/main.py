@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import pages
+from app.anthropic_api import CountTokens, Messages
 from app.config import ConfigError, Settings, load_settings
 from app.errors import GatewayError, Shape, render
 from app.logs import RequestLog, setup_logging
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/models", ModelList(), methods=["GET"]),
         Route("/v1/models/{model_id:path}", ModelGet(), methods=["GET"]),
         Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
+        Route("/v1/messages", Messages(), methods=["POST"]),
+        Route("/v1/messages/count_tokens", CountTokens(), methods=["POST"]),
     ]
     return Starlette(
         routes=routes,
