@@ -69,9 +69,7 @@ def run_adc(metadata: FakeMetadata) -> subprocess.CompletedProcess[str]:
         )
 
 
-def test_google_auth_default_gets_tokens_from_fake_metadata(
-    metadata: FakeMetadata, tokens: set[str]
-) -> None:
+def test_google_auth_default_gets_tokens_from_fake_metadata(metadata: FakeMetadata, tokens: set[str]) -> None:
     done = run_adc(metadata)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -119,9 +117,7 @@ def client(vertex: FakeVertex) -> Iterator[Callable[..., openai.OpenAI]]:
         sdk.close()
 
 
-def test_openai_sdk_against_fake_vertex(
-    vertex: FakeVertex, client: Callable[..., openai.OpenAI]
-) -> None:
+def test_openai_sdk_against_fake_vertex(vertex: FakeVertex, client: Callable[..., openai.OpenAI]) -> None:
     reply = client().chat.completions.create(
         model="google/gemini-2.5-flash",
         messages=[{"role": "user", "content": "hello fake"}],
@@ -136,11 +132,7 @@ def test_openai_sdk_against_fake_vertex(
         stream=True,
         extra_body={"fake": {"chunks": 5}},
     )
-    pieces = [
-        c.choices[0].delta.content
-        for c in stream
-        if c.choices and c.choices[0].delta.content
-    ]
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert "".join(pieces) == "echo: hi #1 #2 #3 #4"
 
 
@@ -176,18 +168,12 @@ def test_fake_vertex_tool_call_round_trip_records_signature(
         }
     ]
     messages: list[dict] = [{"role": "user", "content": "weather?"}]
-    first = client().chat.completions.create(
-        model="google/x", messages=messages, tools=tools
-    )
+    first = client().chat.completions.create(model="google/x", messages=messages, tools=tools)
     call = first.choices[0].message.tool_calls[0]
-    assert call.function.name == "weather" and json.loads(call.function.arguments) == {
-        "city": "Paris"
-    }
+    assert call.function.name == "weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     messages.append(first.choices[0].message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny"})
-    second = client().chat.completions.create(
-        model="google/x", messages=messages, tools=tools
-    )
+    second = client().chat.completions.create(model="google/x", messages=messages, tools=tools)
     assert second.choices[0].message.content == "tool said: sunny"
     assert vertex.signatures_returned == vertex.signatures_issued
 
@@ -196,9 +182,7 @@ def test_fake_vertex_detects_client_disconnect_and_dies_on_request(
     vertex: FakeVertex,
 ) -> None:
     async def scenario() -> None:
-        async with aiohttp.ClientSession(
-            headers={"Authorization": "Bearer good"}
-        ) as session:
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer good"}) as session:
             body = {
                 "model": "google/x",
                 "messages": [],
@@ -214,9 +198,7 @@ def test_fake_vertex_detects_client_disconnect_and_dies_on_request(
 
     asyncio.run(scenario())
     hung_up, died = vertex.find('"a"')[0], vertex.find('"b"')[0]
-    assert (
-        hung_up.finished.wait(5) and hung_up.disconnected and hung_up.events_sent < 500
-    )
+    assert hung_up.finished.wait(5) and hung_up.disconnected and hung_up.events_sent < 500
     assert died.aborted and died.events_sent == 2
 
 
@@ -235,9 +217,7 @@ def test_fake_vertex_claude_routes(vertex: FakeVertex) -> None:
     }
     status, text = asyncio.run(post(CLAUDE + ":rawPredict", good))
     assert status == 200 and json.loads(text)["content"][0]["text"] == "echo: yo"
-    assert (
-        asyncio.run(post(CLAUDE + ":rawPredict", {**good, "model": "claude"}))[0] == 400
-    )
+    assert asyncio.run(post(CLAUDE + ":rawPredict", {**good, "model": "claude"}))[0] == 400
     assert (
         asyncio.run(
             post(
@@ -247,19 +227,9 @@ def test_fake_vertex_claude_routes(vertex: FakeVertex) -> None:
         )[0]
         == 400
     )
-    status, text = asyncio.run(
-        post(CLAUDE + ":streamRawPredict", {**good, "stream": True})
-    )
-    events = [
-        line.removeprefix("event: ")
-        for line in text.splitlines()
-        if line.startswith("event: ")
-    ]
-    assert (
-        events[0] == "message_start"
-        and events[-2:] == ["message_delta", "message_stop"]
-        and "ping" in events
-    )
+    status, text = asyncio.run(post(CLAUDE + ":streamRawPredict", {**good, "stream": True}))
+    events = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
+    assert events[0] == "message_start" and events[-2:] == ["message_delta", "message_stop"] and "ping" in events
     counted = asyncio.run(
         post(
             CLAUDE.rsplit("/", 1)[0] + "/count-tokens:rawPredict",

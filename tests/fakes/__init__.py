@@ -57,7 +57,7 @@ class BackgroundServer:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._serve())
-            except Exception as exc:  # noqa: BLE001 - re-raised by start()
+            except Exception as exc:  # re-raised by start()
                 failure.append(exc)
                 ready.set()
                 return
@@ -66,9 +66,7 @@ class BackgroundServer:
             loop.run_until_complete(self._cleanup())
             loop.close()
 
-        self._thread = threading.Thread(
-            target=run, name=type(self).__name__, daemon=True
-        )
+        self._thread = threading.Thread(target=run, name=type(self).__name__, daemon=True)
         self._thread.start()
         if not ready.wait(self.start_timeout):
             raise RuntimeError(f"{type(self).__name__} did not start")
@@ -85,9 +83,7 @@ class BackgroundServer:
 
     async def _bind(self) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(
-            self._runner, "127.0.0.1", self.port, reuse_address=True
-        )
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await self._site.start()
         self.port = int(self._runner.addresses[0][1])
 

@@ -34,17 +34,13 @@ class FakeMetadata(BackgroundServer):
     ) -> None:
         super().__init__()
         # Shared with FakeVertex: every token issued here is accepted there.
-        self.valid_tokens: set[str] = (
-            valid_tokens if valid_tokens is not None else set()
-        )
+        self.valid_tokens: set[str] = valid_tokens if valid_tokens is not None else set()
         self.project_id = project_id
         self.email = email
         self.expires_in = expires_in
         self.issued: list[str] = []
         self.token_requests = 0
-        self.requests: list[
-            tuple[str, str]
-        ] = []  # (path, query), appended by the server thread
+        self.requests: list[tuple[str, str]] = []  # (path, query), appended by the server thread
         self._down: DownMode | None = None
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
@@ -84,9 +80,7 @@ class FakeMetadata(BackgroundServer):
                 request.transport.abort()
             return web.Response(status=500)
         if self._down == "500":
-            return web.Response(
-                status=500, text="metadata server down (fake)", headers=FLAVOR
-            )
+            return web.Response(status=500, text="metadata server down (fake)", headers=FLAVOR)
         if request.headers.get("Metadata-Flavor") != "Google":
             return web.Response(
                 status=403,
@@ -104,9 +98,7 @@ class FakeMetadata(BackgroundServer):
         if path == "universe/universe-domain":
             return web.Response(text="googleapis.com", headers=FLAVOR)
         if path == "instance/zone":
-            return web.Response(
-                text="projects/123456789012/zones/us-central1-1", headers=FLAVOR
-            )
+            return web.Response(text="projects/123456789012/zones/us-central1-1", headers=FLAVOR)
 
         prefix = "instance/service-accounts/"
         if path.startswith(prefix):
@@ -145,6 +137,4 @@ class FakeMetadata(BackgroundServer):
 
     @staticmethod
     def _json(payload: dict[str, Any]) -> web.Response:
-        return web.Response(
-            text=json.dumps(payload), content_type="application/json", headers=FLAVOR
-        )
+        return web.Response(text=json.dumps(payload), content_type="application/json", headers=FLAVOR)

@@ -7,7 +7,8 @@ it, through one-shot scripts queued with `FakeVertex.push()`:
     chunks: int         stream the text in this many content chunks
     delay: float        seconds between stream events
     stamp: bool         add "fake_seq" and "fake_sent_at" to each streamed payload
-    gate: str           after `gate_after` events (default 1) wait for `open_gate(name)`
+    gate: str           after `gate_after` events (default 1) wait for `open_gate(name)`,
+                        at most `gate_timeout` seconds (default 60)
     die_after: int      abort the connection after this many stream events
     header_delay: float wait this long before sending the status line
     reset: bool         close the connection without any response
@@ -37,8 +38,7 @@ from tests.fakes.vertex_claude import body_problem, count_tokens, plan_message
 _PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 CHAT_PATH = re.compile(_PREFIX + r"/endpoints/openapi/chat/completions$")
 CLAUDE_PATH = re.compile(
-    _PREFIX
-    + r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<verb>rawPredict|streamRawPredict)$"
+    _PREFIX + r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<verb>rawPredict|streamRawPredict)$"
 )
 
 GOOGLE_STATUS = {
@@ -86,6 +86,7 @@ class Recorded:
     events_sent: int = 0
     disconnected: bool = False  # the peer hung up before the fake had finished
     aborted: bool = False  # the fake cut the connection on purpose (reset, die_after)
+    issued_signature: str | None = None  # thought signature put in this reply's tool call
     finished: threading.Event = field(default_factory=threading.Event)
 
     def header(self, name: str) -> str | None:
@@ -106,14 +107,10 @@ class FakeVertex(BackgroundServer):
     def __init__(self, valid_tokens: set[str] | None = None) -> None:
         super().__init__()
         # Shared with FakeMetadata: tokens it issues become valid here.
-        self.valid_tokens: set[str] = (
-            valid_tokens if valid_tokens is not None else set()
-        )
+        self.valid_tokens: set[str] = valid_tokens if valid_tokens is not None else set()
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
-        self._scripts: collections.deque[tuple[str | None, dict[str, Any]]] = (
-            collections.deque()
-        )
+        self._scripts: collections.deque[tuple[str | None, dict[str, Any]]] = collections.deque()
         self._gates: dict[str, threading.Event] = {}
         self.signatures_issued: list[str] = []
         self.signatures_returned: list[str] = []
@@ -209,17 +206,13 @@ class FakeVertex(BackgroundServer):
             return self._error(401, "Request had invalid authentication credentials.")
 
         if request.method != "POST":
-            return self._error(
-                404, f"The requested URL {rec.path} was not found on this server."
-            )
+            return self._error(404, f"The requested URL {rec.path} was not found on this server.")
         try:
             body = json.loads(rec.body)
         except ValueError:
             return self._error(400, "Invalid JSON payload received.")
         if not isinstance(body, dict):
-            return self._error(
-                400, "Invalid JSON payload received. Expected an object."
-            )
+            return self._error(400, "Invalid JSON payload received. Expected an object.")
         controls = body.get("fake") if isinstance(body.get("fake"), dict) else {}
         controls = {**controls, **self._take_script(rec.path)}
 
@@ -228,9 +221,7 @@ class FakeVertex(BackgroundServer):
         if chat:
             rec.route = "chat"
         elif claude:
-            rec.route = (
-                "count_tokens" if claude["model"] == "count-tokens" else "claude"
-            )
+            rec.route = "count_tokens" if claude["model"] == "count-tokens" else "claude"
 
         if controls.get("reset"):
             await self._abort(request)
@@ -243,9 +234,7 @@ class FakeVertex(BackgroundServer):
             return await self._chat(request, rec, body, controls)
         if claude and rec.route == "count_tokens" and claude["verb"] == "rawPredict":
             if not isinstance(body.get("model"), str):
-                return self._error(
-                    400, 'Invalid request: "model" is required for count-tokens.'
-                )
+                return self._error(400, 'Invalid request: "model" is required for count-tokens.')
             return web.json_response(count_tokens(body))
         if claude and rec.route == "claude":
             problem = body_problem(body)
@@ -255,9 +244,7 @@ class FakeVertex(BackgroundServer):
             if claude["verb"] == "streamRawPredict":
                 return await self._stream(request, rec, events, controls)
             return web.json_response(message)
-        return self._error(
-            404, f"The requested URL {rec.path} was not found on this server."
-        )
+        return self._error(404, f"The requested URL {rec.path} was not found on this server.")
 
     async def _chat(
         self,
@@ -277,6 +264,7 @@ class FakeVertex(BackgroundServer):
         if not isinstance(body.get("messages"), list):
             return self._error(400, '"messages" is required.')
         plan = plan_chat(body, controls)
+        rec.issued_signature = plan.signature
         with self._lock:
             self.signatures_returned.extend(returned_signatures(body["messages"]))
             if plan.signature:
@@ -292,9 +280,7 @@ class FakeVertex(BackgroundServer):
         events: list[Event],
         controls: dict[str, Any],
     ) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         delay = float(controls.get("delay", 0))
         die_after = controls.get("die_after")
@@ -304,7 +290,7 @@ class FakeVertex(BackgroundServer):
             if die_after is not None and seq >= int(die_after):
                 await self._abort(request)
             if gate_name and seq == gate_after:
-                await self._wait_gate(str(gate_name))
+                await self._wait_gate(str(gate_name), float(controls.get("gate_timeout", 60)))
             if isinstance(payload, dict) and controls.get("stamp"):
                 payload = dict(payload, fake_seq=seq, fake_sent_at=time.time())
             data = payload if isinstance(payload, str) else json.dumps(payload)
@@ -316,11 +302,12 @@ class FakeVertex(BackgroundServer):
         await response.write_eof()
         return response
 
-    async def _wait_gate(self, name: str) -> None:
+    async def _wait_gate(self, name: str, limit: float) -> None:
         gate = self.gate(name)
-        deadline = time.monotonic() + 60
-        # Bounded so a test that forgets to open the gate still ends.
-        while not gate.is_set() and time.monotonic() < deadline:
+        # A threading.Event, because tests open it from their own thread; polled,
+        # and bounded so a test that forgets to open the gate still ends.
+        deadline = time.monotonic() + limit
+        while not gate.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     @staticmethod
@@ -330,9 +317,7 @@ class FakeVertex(BackgroundServer):
         raise _Aborted
 
     @staticmethod
-    def _error(
-        status: int, message: str, controls: dict[str, Any] | None = None
-    ) -> web.Response:
+    def _error(status: int, message: str, controls: dict[str, Any] | None = None) -> web.Response:
         controls = controls or {}
         body = controls.get("error_body", google_error(status, message))
         if controls.get("error_list"):

@@ -103,14 +103,9 @@ def plan_chat(body: dict[str, Any], controls: dict[str, Any]) -> ChatPlan:
         pieces: list[str] = []
     else:
         tool_results = [
-            message_text(m.get("content"))
-            for m in messages
-            if isinstance(m, dict) and m.get("role") == "tool"
+            message_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "tool"
         ]
-        if tool_results:
-            text = "tool said: " + " | ".join(tool_results)
-        else:
-            text = "echo: " + last_user_text(messages)
+        text = "tool said: " + " | ".join(tool_results) if tool_results else "echo: " + last_user_text(messages)
         chunks = controls.get("chunks")
         if isinstance(chunks, int) and chunks > 0:
             pieces = [text] + [f" #{i}" for i in range(1, chunks)]
@@ -137,9 +132,7 @@ def plan_chat(body: dict[str, Any], controls: dict[str, Any]) -> ChatPlan:
         "usage": usage,
     }
 
-    def chunk(
-        delta: dict[str, Any], finish_reason: str | None = None
-    ) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
             "id": ident,
             "object": "chat.completion.chunk",
@@ -162,9 +155,7 @@ def plan_chat(body: dict[str, Any], controls: dict[str, Any]) -> ChatPlan:
             events.append(
                 (
                     None,
-                    chunk(
-                        {"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}
-                    ),
+                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}),
                 )
             )
     else:

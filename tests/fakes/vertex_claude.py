@@ -15,9 +15,7 @@ VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 def body_problem(body: dict[str, Any]) -> str | None:
     """Why Vertex would refuse this rawPredict body, or None."""
     if "model" in body:
-        return (
-            'Invalid request: "model" must not be in the body; it is part of the URL.'
-        )
+        return 'Invalid request: "model" must not be in the body; it is part of the URL.'
     if body.get("anthropic_version") != VERTEX_ANTHROPIC_VERSION:
         return f'Invalid request: "anthropic_version" must be "{VERTEX_ANTHROPIC_VERSION}".'
     if not isinstance(body.get("messages"), list) or not body["messages"]:
@@ -45,11 +43,7 @@ def _tool_results(messages: list[Any]) -> list[str]:
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            results += [
-                block_text(b)
-                for b in content
-                if isinstance(b, dict) and b.get("type") == "tool_result"
-            ]
+            results += [block_text(b) for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
     return results
 
 
@@ -58,18 +52,12 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return "".join(
-                    block_text(b)
-                    for b in content
-                    if isinstance(b, dict) and b.get("type") == "text"
-                )
+                return "".join(block_text(b) for b in content if isinstance(b, dict) and b.get("type") == "text")
             return block_text(content)
     return ""
 
 
-def plan_message(
-    model: str, body: dict[str, Any]
-) -> tuple[dict[str, Any], list[Event]]:
+def plan_message(model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
     messages = body["messages"]
     tools = body.get("tools") or []
     results = _tool_results(messages)
@@ -85,11 +73,7 @@ def plan_message(
         }
         stop_reason = "tool_use"
     else:
-        text = (
-            "tool said: " + " | ".join(results)
-            if results
-            else "echo: " + _last_user_text(messages)
-        )
+        text = "tool said: " + " | ".join(results) if results else "echo: " + _last_user_text(messages)
         block = {"type": "text", "text": text}
         stop_reason = "end_turn"
     output_tokens = count_words(block)
@@ -118,20 +102,14 @@ def plan_message(
         ]
     else:
         opening = {"type": "text", "text": ""}
-        deltas = [
-            {"type": "text_delta", "text": piece}
-            for piece in re.findall(r"\s*\S+", block["text"])
-        ]
+        deltas = [{"type": "text_delta", "text": piece} for piece in re.findall(r"\s*\S+", block["text"])]
     events.append(
         (
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": opening},
         )
     )
-    events += [
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
-        for d in deltas
-    ]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas]
     events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
     events.append(
         (
@@ -148,7 +126,4 @@ def plan_message(
 
 
 def count_tokens(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "input_tokens": count_words(body.get("messages", []))
-        + count_words(body.get("system", ""))
-    }
+    return {"input_tokens": count_words(body.get("messages", [])) + count_words(body.get("system", ""))}
