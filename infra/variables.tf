@@ -162,9 +162,9 @@ variable "model_aliases" {
   validation {
     condition = length(var.model_aliases) > 0 && alltrue([
       for alias, model in var.model_aliases :
-      can(regex("^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", alias)) && can(regex("^[A-Za-z0-9][A-Za-z0-9._@/:-]*$", model))
+      can(regex("^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$", alias)) && can(regex("^(google|anthropic)/[A-Za-z0-9][A-Za-z0-9._@-]*$", model))
     ])
-    error_message = "model_aliases must be a non-empty map like { flash = \"google/gemini-2.5-flash\" }: aliases are 1-64 letters, digits, '.', '_', ':' or '-'; model ids have no spaces or quotes."
+    error_message = "model_aliases must be a non-empty map like { flash = \"google/gemini-2.5-flash\" }: aliases are 1-128 letters, digits or ._@:/-, and each model id is publisher-qualified (google/... or anthropic/..., e.g. \"anthropic/claude-sonnet-4-6\")."
   }
 }
 

@@ -423,3 +423,15 @@ def test_dockerfile_shape() -> None:
     assert "tests" not in final_stage and "pip install" not in final_stage
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[ignored.index("*")] == "*", ".dockerignore should be an allow-list"
+
+
+def test_model_alias_validation_matches_the_gateway() -> None:
+    from app.config import ALIAS_RE, VERTEX_ID_RE
+
+    condition = variables()["model_aliases"]["validation"][0]["condition"]
+    found = {
+        target: json.loads(f'"{pattern}"')
+        for pattern, target in re.findall(r'regex\("((?:[^"\\]|\\.)*)", (alias|model)\)', condition)
+    }
+    # Terraform rejects at plan time exactly what the gateway would refuse at start-up.
+    assert found == {"alias": ALIAS_RE.pattern, "model": VERTEX_ID_RE.pattern}
