@@ -1,14 +1,74 @@
-"""The gunicorn worker class: uvicorn tuned for a streaming proxy."""
+"""The gunicorn worker class: uvicorn tuned for a streaming proxy on the open internet."""
 
 from typing import Any
 
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
+
+# Generous for any real client (browsers send ~1-2 KiB), small enough that a
+# hostile one cannot make a worker hold megabytes of header per connection.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_COUNT = 128
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounds on request-line + header size and count.
+
+    httptools buffers a header until it is complete, so the size bound counts raw
+    bytes fed while the headers are still incomplete.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_headers = True
+        self._header_bytes = 0
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_headers = True
+        self._header_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADER_COUNT:
+            # Raised inside the parser, this surfaces as uvicorn's own 400 and a closed connection.
+            raise httptools.HttpParserError(f"more than {MAX_HEADER_COUNT} headers")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_headers = True
+        self._header_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        # Only bytes that leave the headers still incomplete count; a chunk that ends
+        # one message (body bytes) or completes the headers does not.
+        was_reading = self._reading_headers
+        super().data_received(data)
+        if was_reading and self._reading_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._refuse_headers()
+
+    def _refuse_headers(self) -> None:
+        message = f"Request headers exceed {MAX_HEADER_BYTES} bytes."
+        self.logger.warning(message)
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(message)).encode() + b"\r\nconnection: close\r\n\r\n" + message.encode()
+        )
+        self.transport.close()
 
 
 class GatewayWorker(UvicornWorker):
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": BoundedHttpToolsProtocol,
+        "ws": "none",
         # The app writes its own structured line per request.
         "access_log": False,
         "lifespan": "on",
