@@ -69,10 +69,7 @@ source_tag() {
 wait_ready() {
   local describe=(gcloud run services describe "$1" --project "$PROJECT" --region "$REGION"
     --format 'value(status.latestCreatedRevisionName,status.latestReadyRevisionName)')
-  if ((DRY_RUN)); then
-    printf 'would run (until both names match):%s\n' "$(printf ' %q' "${describe[@]}")" >&2
-    return 0
-  fi
+  ((DRY_RUN)) && { run "${describe[@]}"; return 0; }
   local i created ready
   for ((i = 1; i <= 60; i++)); do
     read -r created ready < <("${describe[@]}" || true) || true
@@ -88,7 +85,7 @@ wait_ready() {
 smoke_test() {
   local i
   for ((i = 1; i <= 10; i++)); do
-    run curl -fsS --max-time 10 "$1/healthz" && { log "healthz ok"; return 0; }
+    run curl -fsS --max-time 10 "$1/healthz" && { ((DRY_RUN)) || log "healthz ok"; return 0; }
     sleep "$POLL_SECONDS"
   done
   die "$1/healthz did not answer 200: check the logs (gcloud run services logs read)"
@@ -141,36 +138,34 @@ main() {
   gcloud artifacts repositories describe "$repo" --location "$REGION" --project "$PROJECT" >/dev/null 2>&1 ||
     run gcloud artifacts repositories create "$repo" --repository-format docker \
       --location "$REGION" --project "$PROJECT" --description "llm-gateway images"
-  if ((build)); then
-    if gcloud artifacts docker images describe "$IMAGE" --project "$PROJECT" >/dev/null 2>&1; then
-      log "image $IMAGE already built: skipping the build"
-    else
-      run gcloud builds submit "$ROOT" --tag "$IMAGE" --project "$PROJECT"
-    fi
+  # Tags are immutable commit SHAs: an image already pushed for this commit is reused.
+  if ((build)) && ! gcloud artifacts docker images describe "$IMAGE" --project "$PROJECT" >/dev/null 2>&1; then
+    run gcloud builds submit "$ROOT" --tag "$IMAGE" --project "$PROJECT"
   fi
   tf init -input=false
   # The registry may have been created just above: hand it to Terraform once.
-  terraform -chdir="$ROOT/infra" state list 2>/dev/null | grep -qx 'google_artifact_registry_repository.images' ||
+  local found
+  found="$(terraform -chdir="$ROOT/infra" state list 2>/dev/null || true)"
+  grep -qx 'google_artifact_registry_repository.images' <<<"$found" ||
     tf import "${vars[@]}" google_artifact_registry_repository.images \
       "projects/$PROJECT/locations/$REGION/repositories/$repo"
   # A revision without keys never passes its /healthz startup probe: create the secret first.
-  if ! gcloud secrets versions list "$secret" --project "$PROJECT" --filter 'state:ENABLED' \
-    --limit 1 --format 'value(name)' 2>/dev/null | grep -q .; then
+  found="$(gcloud secrets versions list "$secret" --project "$PROJECT" --filter 'state:ENABLED' \
+    --limit 1 --format 'value(name)' 2>/dev/null || true)"
+  if [[ -z $found ]]; then
     tf apply -auto-approve "${vars[@]}" -target=google_secret_manager_secret_iam_member.runtime_keys
     ((DRY_RUN)) || die "secret $secret has no key yet: scripts/keys --project $PROJECT --secret $secret issue NAME, then re-run"
     log "a real run stops here until secret $secret has a key"
   fi
   tf apply -auto-approve "${vars[@]}"
 
-  if ((DRY_RUN)); then
-    url="$(gcloud run services describe "$service" --project "$PROJECT" --region "$REGION" \
-      --format 'value(status.url)' 2>/dev/null || true)"
-    url="${url:-https://$service-PROJECT_NUMBER.$REGION.run.app}"
-  else
-    url="$(terraform -chdir="$ROOT/infra" output -raw service_url)"
-    local domain
-    domain="$(terraform -chdir="$ROOT/infra" output -raw custom_domain_url 2>/dev/null || true)"
-    [[ -z $domain ]] || log "custom domain $domain (DNS: terraform -chdir=infra output domain_dns_records)"
+  # With no state, `terraform output` prints a warning on stdout and exits 0: keep URLs only.
+  url="$(terraform -chdir="$ROOT/infra" output -raw service_url 2>/dev/null || true)"
+  found="$(terraform -chdir="$ROOT/infra" output -raw custom_domain_url 2>/dev/null || true)"
+  [[ $found == https://* ]] && log "custom domain $found (DNS: terraform -chdir=infra output domain_dns_records)"
+  if [[ $url != https://* ]]; then
+    ((DRY_RUN)) || die "terraform has no service_url output after apply"
+    url="https://$service-PROJECT_NUMBER.$REGION.run.app"
   fi
   wait_ready "$service"
   smoke_test "$url"

@@ -46,7 +46,10 @@ elif tool == "terraform":
     if sub[:1] == ["state"]:
         print(env("FAKE_TF_STATE", ""), end="")
     elif sub[:2] == ["output", "-raw"]:
-        print(env("FAKE_URL") if sub[2] == "service_url" else "", end="")
+        if env("FAKE_NO_STATE"):  # what terraform really does: a warning on stdout, exit 0
+            print("Warning: No outputs found\n\nThe state file either has no outputs defined")
+        else:
+            print(env("FAKE_URL") if sub[2] == "service_url" else "", end="")
 elif tool == "gcloud":
     line = " ".join(args)
     if line.startswith("config get-value project"):
@@ -193,7 +196,7 @@ def test_dry_run_prints_commands_and_runs_none(deploy) -> None:
     assert not r.find("gcloud", "builds")
     assert not r.find("gcloud", "services", "enable")
     assert not r.find("gcloud", "artifacts", "repositories", "create")
-    assert not [c for c in r.calls if c[0] == "terraform" and c[2] != "state"]
+    assert not [c for c in r.calls if c[0] == "terraform" and c[2] not in ("state", "output")]
     assert not r.find("curl")
     printed = [line for line in r.stderr.splitlines() if line.startswith("would run")]
     build = [p for p in printed if "builds submit" in p]
@@ -315,3 +318,16 @@ def test_help(deploy) -> None:
     r = deploy("-h")
     assert r.code == 0 and "--dry-run" in r.stdout and "--image" in r.stdout
     assert r.calls == []
+
+
+def test_dry_run_before_first_deploy_prints_a_placeholder_url(deploy) -> None:
+    r = deploy(*FLAGS, "--dry-run", no_state="1")
+    assert r.code == 0, r.stderr
+    assert r.stdout == f"https://llm-gateway-PROJECT_NUMBER.{REGION}.run.app\n"
+    assert "Warning" not in "".join(c for c in r.stderr.splitlines() if "curl" in c)
+
+
+def test_missing_outputs_after_apply_fail_the_deploy(deploy) -> None:
+    r = deploy(*FLAGS, no_state="1")
+    assert r.code != 0 and "service_url" in r.stderr
+    assert not r.find("curl") and r.stdout == ""
