@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -141,8 +142,16 @@ def test_streamed_tool_call_carries_signature(
 
 
 async def raw_post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=headers) as response:
-        return response.status, await response.json(content_type=None)
+    data = json.dumps(body).encode()
+    # aiohttp warns when asked to send megabytes of raw bytes in one write.
+    payload = io.BytesIO(data) if len(data) > 1024 * 1024 else data
+    sent = {"Content-Type": "application/json", **headers}
+    async with aiohttp.ClientSession() as session, session.post(url, data=payload, headers=sent) as response:
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
 
 
 @pytest.mark.parametrize("key_name", ["full", "hashed", "flash_only"])
@@ -450,3 +459,12 @@ def test_no_client_key_upstream_or_in_logs(
         assert not any(s in raw for s in secrets), f"client key reached upstream: {rec.path}"
     text = "\n".join(gateway.lines()).encode()
     assert not any(s in text for s in secrets), "a client key appears in the gateway's output"
+
+
+@pytest.mark.parametrize("size", [1_000, 70_000, 300_000, 5_000_000])
+def test_large_prompts_pass(size: int, gateway: Gateway, fake_vertex: FakeVertex, marker: str) -> None:
+    # Long conversations are normal; only the body limit (32 MiB) may refuse them.
+    body = {"model": "flash", "messages": [{"role": "user", "content": marker + " " + "w" * size}]}
+    status, reply = asyncio.run(raw_post(gateway.base_url + "/chat/completions", body, {"x-api-key": API_KEYS["full"]}))
+    assert status == 200, reply
+    assert len(only(fake_vertex.find(marker)).body) > size
