@@ -313,12 +313,12 @@ def test_a_rejected_token_is_explained(tmp_path: Path) -> None:
     assert "not authenticated" in result.stderr
 
 
-def test_secret_manager_down_fails_cleanly_without_writing(keys: Cli, fake: FakeSecretManager) -> None:
+def test_a_broken_secret_manager_reply_fails_cleanly_without_writing(keys: Cli, fake: FakeSecretManager) -> None:
     seed(fake, "alice")
-    # Connection refused: gcloud gives up at once (a 500 it retries for ~40 s).
-    fake.stop_listening()
+    # Not `down`: gcloud retries a 500 or a refused connection for about 30 s first.
+    fake.garbage = True
     result = keys("issue", "bob")
-    fake.resume_listening()
+    fake.garbage = False
     assert result.code == 1
     assert result.stderr.startswith("error: gcloud failed")
     assert result.stdout == ""
