@@ -42,6 +42,9 @@ LITELLM_KEY = "sk-bench-master-key"
 PROJECT = "bench-project"
 VERTEX_PATH = f"/v1/projects/{PROJECT}/locations/global/endpoints/openapi/chat/completions"
 CPU_MOCK, CPU_SERVER = "0", "1"
+# Where `gunicorn -c gunicorn.conf.py app.main:app` runs; --app-root points it at a copy
+# of the tree to measure a candidate change without touching app/.
+APP_ROOT = ROOT
 
 JSON_BODY = {
     "model": "flash",
@@ -90,6 +93,15 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime (all threads)
     return total / tick
+
+
+def cpu_busy(cpu: str) -> float:
+    """Busy seconds of one CPU since boot (everything but idle and iowait)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            v = [int(x) for x in line.split()[1:]]
+            return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -225,6 +237,7 @@ class LoadResult:
     requests: int
     cpu_per_1k: float | None
     rss_mb: float | None
+    foreign: float | None = None  # share of the server's CPU used by other processes
 
 
 def load(
@@ -240,7 +253,10 @@ def load(
 ) -> LoadResult:
     wrk(port, path, body, key, wrk_cpu, args.connections, args.warmup)
     cpu0 = cpu_seconds(pids) if pids else 0.0
+    server_cpu = CPU_MOCK if wrk_cpu == CPU_SERVER else CPU_SERVER
+    busy0, t0 = cpu_busy(server_cpu), time.perf_counter()
     r = wrk(port, path, body, key, wrk_cpu, args.connections, args.duration)
+    busy, wall = cpu_busy(server_cpu) - busy0, time.perf_counter() - t0
     cpu = (cpu_seconds(pids) - cpu0) if pids else 0.0
     res = LoadResult(
         target,
@@ -252,11 +268,12 @@ def load(
         r["requests"],
         cpu / r["requests"] * 1000 if pids and r["requests"] else None,
         rss_mb(pids) if pids else None,
+        max(0.0, busy - cpu) / wall if pids else None,
     )
     log(
         f"{target:8} {kind:6} {res.rps:10.0f} req/s  p50 {res.p50_ms:.2f} ms  "
         f"p99 {res.p99_ms:.2f} ms  errors {res.errors}"
-        + (f"  cpu/1k {res.cpu_per_1k:.3f}s  rss {res.rss_mb:.0f} MB" if pids else "")
+        + (f"  cpu/1k {res.cpu_per_1k:.3f}s  rss {res.rss_mb:.0f} MB  other {res.foreign:.0%}" if pids else "")
     )
     return res
 
@@ -311,10 +328,10 @@ def machine_info() -> dict[str, str]:
                 break
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
     commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(APP_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app", "gunicorn.conf.py"],
+        ["git", "-C", str(APP_ROOT), "status", "--porcelain", "--", "app", "gunicorn.conf.py"],
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -325,7 +342,9 @@ def machine_info() -> dict[str, str]:
         "cpu": f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "gateway commit": (commit or "-") + (" (app/ modified)" if dirty else ""),
+        "gateway commit": (commit or "-")
+        + (" (app/ modified)" if dirty else "")
+        + ("" if APP_ROOT == ROOT else f" (app root {APP_ROOT})"),
         "wrk": wrk_v[0].split(" [")[0] if wrk_v else "-",
         "gateway deps": ", ".join(
             f"{d} {version(d)}"
@@ -378,6 +397,7 @@ def start_gateway(tmp: Path, port: int, mock: int, logname: str = "gateway.log",
         gateway_env(tmp, port, mock),
         tmp / logname,
         port,
+        cwd=APP_ROOT,
     )
 
 
@@ -415,7 +435,7 @@ def measure_import(tmp: Path, mock: int, rounds: int) -> list[float]:
     for _ in range(rounds):
         out = subprocess.run(
             ["taskset", "-c", CPU_SERVER, PY, "-c", code],
-            cwd=ROOT,
+            cwd=APP_ROOT,
             env=env,
             capture_output=True,
             text=True,
@@ -472,13 +492,10 @@ def chunk_delay(gw_port: int, mock: int, rounds: int) -> dict[str, float]:
     }
 
 
-def soak(gw: Server, args: argparse.Namespace) -> dict[str, Any]:
-    worker = gw.worker()
-    base_rss = rss_mb([worker])
-    base_fds = fd_count(worker)
+def soak_round(gw: Server, worker: int, args: argparse.Namespace) -> dict[str, Any]:
     extra = [
         "--streams", str(args.soak_streams), "--chunks", str(args.soak_chunks),
-        "--interval-ms", str(args.soak_interval_ms), "--ramp", "1.0", "--timeout", "60",
+        "--interval-ms", str(args.soak_interval_ms), "--ramp", "1.0", "--timeout", "60", "--count-only",
     ]  # fmt: skip
     argv = [
         "taskset", "-c", CPU_MOCK, PY, str(BENCH / "stream_client.py"), "--port", str(gw.port),
@@ -486,7 +503,7 @@ def soak(gw: Server, args: argparse.Namespace) -> dict[str, Any]:
     ]  # fmt: skip
     cpu0 = cpu_seconds([worker])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak_rss, peak_fds = base_rss, base_fds
+    peak_rss, peak_fds = 0.0, 0
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         peak_rss = max(peak_rss, rss_mb([worker]))
@@ -495,33 +512,55 @@ def soak(gw: Server, args: argparse.Namespace) -> dict[str, Any]:
     if proc.poll() is None:
         proc.kill()
     stdout, stderr = proc.communicate(timeout=10)
-    cpu = cpu_seconds([worker]) - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"soak client failed: {stderr[-2000:]}")
     result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    # Idle upstream connections may linger in the pool for its keep-alive time:
+    result.update(peak_rss=peak_rss, peak_fds=peak_fds, cpu_s=cpu_seconds([worker]) - cpu0)
+    return result
+
+
+def soak(gw: Server, args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds of concurrent paced streams; a second round that does not grow RSS means no leak."""
+    worker = gw.worker()
+    base_rss = rss_mb([worker])
+    base_fds = fd_count(worker)
+    rounds = []
+    for i in range(args.soak_rounds):
+        r = soak_round(gw, worker, args)
+        time.sleep(2.0)
+        r["rss_after_round"] = rss_mb([worker])
+        rounds.append(r)
+        log(
+            f"soak round {i + 1}: {r['complete']}/{r['streams']} complete, {r['errors']} errors, "
+            f"peak rss {r['peak_rss']:.0f} MB, peak fds {r['peak_fds']}, rss after {r['rss_after_round']:.0f} MB"
+        )
+    # Idle upstream connections stay in the pool for its keep-alive time:
     # wait (bounded) for the fd count to come back.
     settle_start = time.monotonic()
     while time.monotonic() - settle_start < args.settle and fd_count(worker) > base_fds + 2:
         time.sleep(0.25)
-    result.update(
-        worker_pid=worker,
-        base_rss=base_rss,
-        peak_rss=peak_rss,
-        after_rss=rss_mb([worker]),
-        hwm_rss=status_kb(worker, "VmHWM") / 1024,
-        base_fds=base_fds,
-        peak_fds=peak_fds,
-        after_fds=fd_count(worker),
-        settle_s=time.monotonic() - settle_start,
-        cpu_s=cpu,
-    )
-    log(
-        f"soak: {result['complete']}/{result['streams']} complete, {result['errors']} errors, "
-        f"rss {base_rss:.0f}->{peak_rss:.0f}->{result['after_rss']:.0f} MB, "
-        f"fds {base_fds}->{peak_fds}->{result['after_fds']}"
-    )
-    return result
+    delays_p50 = max(r["delay_p50_us"] for r in rounds)
+    delays_p99 = max(r["delay_p99_us"] for r in rounds)
+    return {
+        "rounds": rounds,
+        "streams": sum(r["streams"] for r in rounds),
+        "complete": sum(r["complete"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "error_samples": sorted({e for r in rounds for e in r["error_samples"]})[:5],
+        "chunks": sum(r["chunks"] for r in rounds),
+        "elapsed_s": max(r["elapsed_s"] for r in rounds),
+        "delay_p50_us": delays_p50,
+        "delay_p99_us": delays_p99,
+        "base_rss": base_rss,
+        "peak_rss": max(r["peak_rss"] for r in rounds),
+        "after_rss": rss_mb([worker]),
+        "hwm_rss": status_kb(worker, "VmHWM") / 1024,
+        "base_fds": base_fds,
+        "peak_fds": max(r["peak_fds"] for r in rounds),
+        "after_fds": fd_count(worker),
+        "settle_s": time.monotonic() - settle_start,
+        "cpu_s": sum(r["cpu_s"] for r in rounds),
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -556,25 +595,28 @@ def report(
     L.append("")
     L.append(
         "| target | kind | req/s | p50 ms | p99 ms | errors | CPU-s / 1k req | req per CPU-s | RSS MB "
-        "| vs direct | vs LiteLLM |"
+        "| other load on its CPU | vs direct | vs LiteLLM |"
     )
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (target, kind), r in loads.items():
         d = loads.get(("direct", kind))
         lt = loads.get(("litellm", kind))
         vs_d = ratio(r.rps, d.rps) if d and target != "direct" else "-"
         vs_l = ratio(r.rps, lt.rps) if lt and target in ("gateway", "bare") else "-"
         per_cpu = f"{1000 / r.cpu_per_1k:,.0f}" if r.cpu_per_1k else "-"
+        other = "-" if r.foreign is None else f"{r.foreign:.0%}"
         L.append(
             f"| {target} | {kind} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.errors} | {fmt(r.cpu_per_1k, '.3f')} | {per_cpu} | {fmt(r.rss_mb, '.0f')} | {vs_d} | {vs_l} |"
+            f"{r.errors} | {fmt(r.cpu_per_1k, '.3f')} | {per_cpu} | {fmt(r.rss_mb, '.0f')} | {other} | "
+            f"{vs_d} | {vs_l} |"
         )
     L.append("")
     L.append("Errors = non-2xx responses + socket errors (connect/read/write/timeout).")
     L.append(
         "CPU and RSS: the server's whole process tree (gunicorn master + worker), from /proc. "
         "'req per CPU-s' is the rate one fully busy core would sustain: it is less sensitive than "
-        "req/s to other work on the machine."
+        "req/s to other work on the machine. 'other load': busy time of the server's CPU not spent by the "
+        "server itself (other processes on a shared machine), as a share of the cell's wall time."
     )
     L.append("")
     if "latency" in extras:
@@ -594,6 +636,10 @@ def report(
             L.append(f"| per-chunk delay p50 (ms) | {c['gw_p50'] / 1000:.3f} | "
                      f"{c['d_p50'] / 1000:.3f} | {c['added_p50'] / 1000:.3f} |")  # fmt: skip
             L.append(f"| per-chunk delay p99 (ms) | {c['gw_p99'] / 1000:.3f} | "
+                     f"{c['d_p99'] / 1000:.3f} | {c['added_p99'] / 1000:.3f} |")  # fmt: skip
+        if "chunks_bare" in extras:
+            c = extras["chunks_bare"]
+            L.append(f"| bare floor: per-chunk delay p99 (ms) | {c['gw_p99'] / 1000:.3f} | "
                      f"{c['d_p99'] / 1000:.3f} | {c['added_p99'] / 1000:.3f} |")  # fmt: skip
         L.append("")
         L.append(
@@ -623,15 +669,17 @@ def report(
         L.append("## Soak")
         L.append("")
         L.append(
-            f"{s['streams']} concurrent streams x {args.soak_chunks} chunks, "
+            f"{args.soak_rounds} rounds of {args.soak_streams} concurrent streams x {args.soak_chunks} chunks, "
             f"{args.soak_interval_ms:g} ms apart, through one worker (connects spread over 1 s):"
         )
         L.append("")
         L.append(f"- complete: {s['complete']}/{s['streams']}, errors: {s['errors']} "
                  f"{s['error_samples'] or ''}, chunks received: {s['chunks']:,}, "
-                 f"wall time {s['elapsed_s']:.1f} s")  # fmt: skip
+                 f"longest round {s['elapsed_s']:.1f} s")  # fmt: skip
         L.append(f"- worker RSS: baseline {s['base_rss']:.1f} MB, peak {s['peak_rss']:.1f} MB "
-                 f"(VmHWM {s['hwm_rss']:.1f}), after {s['after_rss']:.1f} MB")  # fmt: skip
+                 f"(VmHWM {s['hwm_rss']:.1f}), after each round "
+                 f"{', '.join(format(r['rss_after_round'], '.1f') for r in s['rounds'])} MB, "
+                 f"at the end {s['after_rss']:.1f} MB")  # fmt: skip
         L.append(f"- worker open fds: baseline {s['base_fds']}, peak {s['peak_fds']}, "
                  f"after {s['after_fds']} ({s['settle_s']:.1f} s after the last stream)")  # fmt: skip
         L.append(f"- per-chunk delay under this load (arrival minus send stamp): "
@@ -677,7 +725,7 @@ def targets(loads: dict[tuple[str, str], LoadResult], extras: dict[str, Any]) ->
             (
                 "1,000 streams, zero errors",
                 f"{s['complete']}/{s['streams']} complete, {s['errors']} errors",
-                s["errors"] == 0 and s["complete"] == s["streams"] and s["streams"] >= 1000,
+                s["errors"] == 0 and s["complete"] == s["streams"] and min(r["streams"] for r in s["rounds"]) >= 1000,
             )
         )
         out.append(("soak RSS <= 150 MB", f"peak {s['peak_rss']:.0f} MB", s["peak_rss"] <= 150))
@@ -710,17 +758,27 @@ def main() -> int:
     p.add_argument("--latency-seconds", type=float, default=2.0)
     p.add_argument("--chunk-rounds", type=int, default=4)
     p.add_argument("--soak-streams", type=int, default=1000)
+    p.add_argument("--soak-rounds", type=int, default=2)
     p.add_argument("--soak-chunks", type=int, default=60)
     p.add_argument("--soak-interval-ms", type=float, default=50.0)
-    p.add_argument("--settle", type=float, default=30.0, help="max wait for fds after soak")
+    p.add_argument(
+        "--settle", type=float, default=75.0, help="max wait for fds after the soak (pool keep-alive is 60 s)"
+    )
     p.add_argument("--startup-rounds", type=int, default=5)
     p.add_argument("--skip-gateway", action="store_true")
+    p.add_argument("--quick", action="store_true", help="throughput cells only (direct and gateway)")
     p.add_argument("--skip-bare", action="store_true", help="skip the bare Starlette floor")
     p.add_argument("--skip-litellm", action="store_true")
     p.add_argument("--skip-soak", action="store_true")
     p.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
+    p.add_argument("--app-root", type=Path, default=ROOT, help="tree holding app/ and gunicorn.conf.py")
     p.add_argument("--keep-logs", action="store_true")
     args = p.parse_args()
+    global APP_ROOT
+    APP_ROOT = args.app_root.resolve()
+    quick = args.quick
+    if quick:
+        args.skip_bare = args.skip_litellm = args.skip_soak = True
 
     # The soak needs ~2 fds per stream in the worker and the client.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -761,12 +819,14 @@ def main() -> int:
                         "bare", kind, bare_port, "/v1/chat/completions", body,
                         "", CPU_MOCK, pids, args,
                     )  # fmt: skip
+                extras["chunks_bare"] = chunk_delay(bare_port, mock_port, args.chunk_rounds)
 
         if not args.skip_gateway:
-            extras["import"] = measure_import(tmp, mock_port, 5)
-            extras["startup"] = measure_startup(tmp, mock_port, args.startup_rounds)
-            log(f"import app.main {[round(x * 1000) for x in extras['import']]} ms, "
-                f"start to ready {[round(x * 1000) for x in extras['startup']]} ms")  # fmt: skip
+            if not quick:
+                extras["import"] = measure_import(tmp, mock_port, 5)
+                extras["startup"] = measure_startup(tmp, mock_port, args.startup_rounds)
+                log(f"import app.main {[round(x * 1000) for x in extras['import']]} ms, "
+                    f"start to ready {[round(x * 1000) for x in extras['startup']]} ms")  # fmt: skip
             gw_port = free_port()
             with running(start_gateway(tmp, gw_port, mock_port)) as gw:
                 wait_ready(gw, "/healthz", timeout=30)
@@ -776,9 +836,12 @@ def main() -> int:
                         "gateway", kind, gw_port, "/v1/chat/completions", body,
                         GATEWAY_KEY, CPU_MOCK, pids, args,
                     )  # fmt: skip
-                extras["latency"] = latency_c1(gw_port, mock_port, json_body, args.latency_rounds, args.latency_seconds)
-                extras["chunks"] = chunk_delay(gw_port, mock_port, args.chunk_rounds)
-                log(f"per-chunk delay {extras['chunks']}")
+                if not quick:
+                    extras["latency"] = latency_c1(
+                        gw_port, mock_port, json_body, args.latency_rounds, args.latency_seconds
+                    )
+                    extras["chunks"] = chunk_delay(gw_port, mock_port, args.chunk_rounds)
+                    log(f"per-chunk delay {extras['chunks']}")
                 if not args.skip_soak:
                     extras["soak"] = soak(gw, args)
 

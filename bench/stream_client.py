@@ -37,8 +37,11 @@ class StreamResult:
 
 
 class _StreamProtocol(asyncio.Protocol):
-    def __init__(self, request: bytes, result: StreamResult, finished: asyncio.Future[None]) -> None:
+    def __init__(
+        self, request: bytes, result: StreamResult, finished: asyncio.Future[None], count_only: bool = False
+    ) -> None:
         self.request = request
+        self.count_only = count_only
         self.result = result
         self.finished = finished
         self.parser = httptools.HttpResponseParser(self)
@@ -65,9 +68,26 @@ class _StreamProtocol(asyncio.Protocol):
         self.result.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
+        result = self.result
+        if self.count_only:
+            # Soak mode: no per-event work, so a thousand streams cost the client little.
+            # An event ends at a blank line; one may straddle two reads.
+            ends = body.count(b"\n\n")
+            if self.buf.endswith(b"\n") and body.startswith(b"\n"):
+                ends += 1
+            result.chunks += ends
+            tail = (self.buf + body)[-64:]
+            if b"data: [DONE]" in tail:
+                result.done = True
+            self.buf = tail
+            last = body.rfind(b'"content":"')
+            if last >= 0:
+                match = _STAMP.match(body, last)
+                if match:
+                    result.delays_us.append((self.now - int(match.group(1))) / 1000.0)
+            return
         self.buf += body
         *events, self.buf = self.buf.split(b"\n\n")
-        result = self.result
         for event in events:
             if event.startswith(b"data: [DONE]"):
                 result.done = True
@@ -78,6 +98,8 @@ class _StreamProtocol(asyncio.Protocol):
                     result.delays_us.append((self.now - int(match.group(1))) / 1000.0)
 
     def on_message_complete(self) -> None:
+        if self.count_only and self.result.done:
+            self.result.chunks -= 1  # the [DONE] event is not a chunk
         self._finish("")
         self.transport.close()
 
@@ -98,14 +120,14 @@ def build_request(port: int, path: str, body: dict[str, Any], key: str) -> bytes
     return head.encode() + payload
 
 
-async def one_stream(port: int, request: bytes, limit_s: float) -> StreamResult:
+async def one_stream(port: int, request: bytes, limit_s: float, count_only: bool = False) -> StreamResult:
     loop = asyncio.get_running_loop()
     result = StreamResult()
     finished: asyncio.Future[None] = loop.create_future()
     transport = None
     try:
         transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: _StreamProtocol(request, result, finished), "127.0.0.1", port),
+            loop.create_connection(lambda: _StreamProtocol(request, result, finished, count_only), "127.0.0.1", port),
             limit_s,
         )
         await asyncio.wait_for(finished, limit_s)
@@ -126,6 +148,7 @@ async def run_streams(
     interval_ms: float,
     limit_s: float,
     ramp_s: float,
+    count_only: bool = False,
 ) -> dict[str, Any]:
     body = {
         "model": "flash",
@@ -140,7 +163,7 @@ async def run_streams(
         # Spread connection setup over ramp_s so the listen backlog is not the test.
         if ramp_s > 0:
             await asyncio.sleep(ramp_s * i / streams)
-        return await one_stream(port, request, limit_s)
+        return await one_stream(port, request, limit_s, count_only)
 
     started = time.perf_counter()
     results = await asyncio.gather(*(delayed(i) for i in range(streams)))
@@ -176,6 +199,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="per stream, seconds")
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds to spread connects")
     parser.add_argument("--raw-delays", action="store_true", help="include every delay")
+    parser.add_argument("--count-only", action="store_true", help="soak mode: count events, sample one delay per read")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -189,6 +213,7 @@ def main() -> None:
             args.interval_ms,
             args.timeout,
             args.ramp,
+            args.count_only,
         )
     )
     delays = out["delays_us"]

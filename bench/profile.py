@@ -1,0 +1,118 @@
+"""Profile the gateway's worker under wrk load with py-spy (sampling, no code change).
+
+Usage: .venv/bin/python bench/profile.py [--kind json|stream] [--seconds 15] [--py-spy PATH]
+Writes collapsed stacks (and a flame graph SVG) to bench/profiles/ and prints the
+functions with the most own and total samples. py-spy is not a project dependency:
+`pip install py-spy` into any virtualenv and pass --py-spy, or have it on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench
+
+
+def _function(frame: str) -> str:
+    """'send (uvicorn/x.py:524)' -> 'send (uvicorn/x.py)': line numbers split one function."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
+
+
+def summarize(collapsed: Path, top: int) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        samples += n
+        frames = [_function(f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    out = [f"{samples} samples", "", "own time:"]
+    out += [f"  {n / samples:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    out += ["", "total time (frame anywhere on the stack):"]
+    out += [f"  {n / samples:6.1%}  {frame}" for frame, n in total.most_common(top * 2)]
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=("json", "stream"), default="json")
+    p.add_argument("--seconds", type=int, default=15)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    p.add_argument("--native", action="store_true", help="include C frames (slower sampling)")
+    p.add_argument("--top", type=int, default=25)
+    args = p.parse_args()
+
+    out_dir = bench.BENCH / "profiles"
+    out_dir.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gw-profile-"))
+    body = tmp / "body.json"
+    body.write_text(json.dumps({**bench.JSON_BODY, "stream": args.kind == "stream"}))
+    mock_port, gw_port = bench.free_port(), bench.free_port()
+    mock = bench.spawn(
+        "mock",
+        [bench.PY, str(bench.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
+        bench.CPU_MOCK,
+        bench.base_env(tmp),
+        tmp / "mock.log",
+        mock_port,
+    )
+    try:
+        bench.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
+        with bench.running(bench.start_gateway(tmp, gw_port, mock_port)) as gw:
+            bench.wait_ready(gw, "/healthz", timeout=30)
+            worker = gw.worker()
+            path = "/v1/chat/completions"
+            bench.wrk(gw_port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, args.connections, 2)
+            raw = out_dir / f"{args.kind}.collapsed.txt"
+            svg = out_dir / f"{args.kind}.svg"
+            result: dict[str, object] = {}
+
+            def load() -> None:
+                result.update(
+                    bench.wrk(
+                        gw_port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, args.connections, args.seconds + 2
+                    )
+                )
+
+            t = threading.Thread(target=load)
+            t.start()
+            common = ["--pid", str(worker), "--duration", str(args.seconds), "--rate", str(args.rate), "--nonblocking"]
+            if args.native:
+                common.append("--native")
+            # py-spy on the load generator's CPU, so sampling does not steal the worker's core.
+            spy = ["taskset", "-c", bench.CPU_MOCK, args.py_spy, "record", *common]
+            subprocess.run([*spy, "--format", "raw", "-o", str(raw)], check=True)
+            t.join()
+            # A flame graph of the same kind of load, for reading by eye.
+            t = threading.Thread(target=load)
+            t.start()
+            subprocess.run([*spy, "-o", str(svg)], check=True)
+            t.join()
+    finally:
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"rps during profile: {result.get('requests', 0) / (float(result.get('duration_us', 1)) / 1e6):,.0f}")
+    print(summarize(raw, args.top))
+    print(f"\nwrote {raw} and {svg}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
