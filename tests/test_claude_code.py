@@ -1,0 +1,206 @@
+"""End to end: the real Claude Code CLI, run non-interactively, through the gateway to the Vertex fake.
+
+Claude Code is pinned in tests/node_claude (npm ci'd here when missing). It talks
+to ANTHROPIC_BASE_URL exactly as it would to api.anthropic.com: POST
+/v1/messages?beta=true, a comma list of betas in `anthropic-beta`, its own model ids.
+Without npm, or without a Claude Code build for this platform, these tests skip
+and say why; every other test runs everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import API_KEYS, KEY_IDS, LOCATION, PROJECT
+from tests.fakes.metadata import FakeMetadata
+from tests.fakes.vertex import FakeVertex, Recorded
+from tests.harness import Gateway, start_gateway
+
+pytestmark = [pytest.mark.e2e, pytest.mark.node]
+
+NODE_CLAUDE = Path(__file__).parent / "node_claude"
+CLAUDE_BIN = NODE_CLAUDE / "node_modules" / ".bin" / "claude"
+# The model Claude Code asks for when given none; it changes with the pinned version
+# (package.json), and an operator must map it (MODEL_ALIASES) for a bare `claude` to work.
+CLAUDE_CODE_DEFAULT_MODEL = "claude-opus-5-5"
+CLAUDE_PREFIX = f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/"
+PROMPT = "say hi"
+RUN_TIMEOUT = 120
+
+
+def _install() -> str | None:
+    """Install the pinned CLI if needed; return why it cannot run, or None."""
+    if not CLAUDE_BIN.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            return "npm is not installed: Claude Code (tests/node_claude) cannot be installed"
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(NODE_CLAUDE), "--no-audit", "--no-fund", "--loglevel=error"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if done.returncode != 0 or not CLAUDE_BIN.exists():
+            return f"npm ci --prefix tests/node_claude failed ({done.returncode}): {done.stderr.strip()[-600:]}"
+    try:
+        version = subprocess.run(
+            [str(CLAUDE_BIN), "--version"], capture_output=True, text=True, timeout=60, check=False, env=_base_env()
+        )
+    except OSError as exc:
+        # e.g. the placeholder left when npm skipped the postinstall that puts the native binary in place
+        return f"{CLAUDE_BIN} does not run on this machine ({exc})"
+    if version.returncode != 0 or "Claude Code" not in version.stdout:
+        return f"{CLAUDE_BIN} --version failed ({version.returncode}): {(version.stdout + version.stderr)[-400:]}"
+    return None
+
+
+def _base_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+@pytest.fixture(scope="module")
+def claude_cli() -> Path:
+    why = _install()
+    if why:
+        pytest.skip(why)
+    return CLAUDE_BIN
+
+
+@pytest.fixture
+def claude_home() -> Iterator[Path]:
+    # A fresh HOME: no login, no settings, no history from the machine's user.
+    with tempfile.TemporaryDirectory(prefix="claude-home-") as home:
+        (Path(home) / "work").mkdir()
+        yield Path(home)
+
+
+def run_claude(
+    cli: Path, home: Path, gateway: Gateway, auth: dict[str, str], *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **_base_env(),
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": gateway.url,
+        # No telemetry, error reports, update checks or other calls beside the model's own.
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "TERM": "dumb",
+        "NO_COLOR": "1",
+        **auth,
+        **(env or {}),
+    }
+    # --tools "": the fake answers any request that offers tools with a tool call, and a
+    # plain text answer is what this test wants to see printed.
+    command = [str(cli), "-p", PROMPT, "--tools", "", "--no-session-persistence", *args]
+    return subprocess.run(
+        command,
+        cwd=home / "work",
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def assert_printed_fake_answer(done: subprocess.CompletedProcess[str], gateway: Gateway) -> None:
+    detail = (
+        f"exit {done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}\n"
+        f"gateway log: {gateway.log_path}"
+    )
+    assert done.returncode == 0, detail
+    out = done.stdout.strip()
+    # The fake echoes the last user turn; Claude Code puts its own context blocks before the prompt.
+    assert out.startswith("echo:") and out.endswith(PROMPT), detail
+
+
+def claude_code_requests(fake_vertex: FakeVertex, since: int) -> list[Recorded]:
+    return [r for r in fake_vertex.requests[since:] if r.path.startswith(CLAUDE_PREFIX)]
+
+
+def assert_reached_vertex(records: list[Recorded], vertex_model: str, fake_metadata: FakeMetadata) -> None:
+    assert records, "Claude Code's request never reached the Vertex fake"
+    for rec in records:
+        assert rec.path == f"{CLAUDE_PREFIX}{vertex_model}:streamRawPredict", rec.path
+        assert rec.status == 200
+        body = rec.json
+        assert "model" not in body and body["anthropic_version"] == "vertex-2023-10-16"
+        assert body["stream"] is True
+        assert rec.query == ""
+        assert (rec.header("Authorization") or "").removeprefix("Bearer ") in fake_metadata.issued
+        seen = " ".join(v for _, v in rec.headers) + rec.body.decode("utf-8", "replace")
+        assert not any(key in seen for key in API_KEYS.values()), "a gateway key leaked upstream"
+
+
+def message_logs(gateway: Gateway, since: int) -> list[dict[str, object]]:
+    return [e for e in gateway.request_logs()[since:] if e["httpRequest"]["requestUrl"] == "/v1/messages"]  # type: ignore[index]
+
+
+def test_claude_code_with_api_key_and_anthropic_model_id(
+    claude_cli: Path, claude_home: Path, gateway: Gateway, fake_vertex: FakeVertex, fake_metadata: FakeMetadata
+) -> None:
+    # The shared gateway runs the default aliases; Claude Code's own id for Haiku 4.5 must map to Vertex's.
+    seen, logged = len(fake_vertex.requests), len(gateway.request_logs())
+    key = {"ANTHROPIC_API_KEY": API_KEYS["full"]}
+    done = run_claude(claude_cli, claude_home, gateway, key, "--model", "claude-haiku-4-5-20251001")
+    assert_printed_fake_answer(done, gateway)
+    assert_reached_vertex(claude_code_requests(fake_vertex, seen), "claude-haiku-4-5@20251001", fake_metadata)
+    entries = message_logs(gateway, logged)
+    assert entries and all(e["httpRequest"]["status"] == 200 for e in entries)  # type: ignore[index]
+    for entry in entries:
+        assert entry["key_id"] == KEY_IDS["full"] and entry["alias"] == "haiku" and entry["stream"] is True
+        assert str(entry["httpRequest"]["userAgent"]).startswith("claude-cli/")  # type: ignore[index]
+        assert isinstance(entry["usage"], dict) and entry["usage"]["output_tokens"] > 0
+
+
+def test_claude_code_with_auth_token_and_anthropic_model_env(
+    claude_cli: Path, claude_home: Path, gateway: Gateway, fake_vertex: FakeVertex, fake_metadata: FakeMetadata
+) -> None:
+    # ANTHROPIC_AUTH_TOKEN is sent as `Authorization: Bearer`; ANTHROPIC_MODEL picks the model.
+    seen, logged = len(fake_vertex.requests), len(gateway.request_logs())
+    done = run_claude(
+        claude_cli,
+        claude_home,
+        gateway,
+        {"ANTHROPIC_AUTH_TOKEN": API_KEYS["hashed"], "ANTHROPIC_MODEL": "claude-sonnet-4-6"},
+    )
+    assert_printed_fake_answer(done, gateway)
+    assert_reached_vertex(claude_code_requests(fake_vertex, seen), "claude-sonnet-4-6", fake_metadata)
+    entries = message_logs(gateway, logged)
+    assert entries and {e["key_id"] for e in entries} == {KEY_IDS["hashed"]}
+
+
+def test_claude_code_default_model_when_mapped(
+    claude_cli: Path,
+    claude_home: Path,
+    gateway_env: dict[str, str | None],
+    fake_vertex: FakeVertex,
+    fake_metadata: FakeMetadata,
+) -> None:
+    # A bare `claude` asks for its default model by its Anthropic id; an operator who maps that
+    # id's Vertex model gets Claude Code working with no model settings on the user's side.
+    aliases = {"opus": f"anthropic/{CLAUDE_CODE_DEFAULT_MODEL}", "haiku": "anthropic/claude-haiku-4-5@20251001"}
+    gateway = start_gateway({**gateway_env, "MODEL_ALIASES": json.dumps(aliases)})
+    try:
+        seen = len(fake_vertex.requests)
+        done = run_claude(claude_cli, claude_home, gateway, {"ANTHROPIC_API_KEY": API_KEYS["full"]})
+        assert_printed_fake_answer(done, gateway)
+        records = claude_code_requests(fake_vertex, seen)
+        assert_reached_vertex(records, CLAUDE_CODE_DEFAULT_MODEL, fake_metadata)
+        # Betas arrive as Claude Code's header list, filtered to what Vertex takes, in the body.
+        betas = records[0].json.get("anthropic_beta", [])
+        assert "claude-code-20250219" not in betas
+    finally:
+        assert gateway.stop() == 0
