@@ -322,3 +322,13 @@ def test_oversized_content_length_refused_before_the_body(gw: Gateway, fake_vert
         )
         head = sock.recv(65536).split(b"\r\n", 1)[0]
     assert head.startswith(b"HTTP/1.1 413"), head
+
+
+def test_no_presented_key_in_logs_or_upstream(gw: Gateway, fake_vertex: FakeVertex) -> None:
+    # Runs last in this module: every key above (good, bad, disabled, expired) was presented here.
+    secrets = [k.encode() for k in [*API_KEYS.values(), "gwk-unknown-key"]]
+    text = "\n".join(gw.lines()).encode()
+    assert not any(s in text for s in secrets), "a presented key appears in the gateway's output"
+    for rec in fake_vertex.requests:
+        raw = rec.body + "\n".join(f"{k}: {v}" for k, v in rec.headers).encode()
+        assert not any(s in raw for s in secrets), f"client key reached upstream: {rec.path}"

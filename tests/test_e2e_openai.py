@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -468,3 +469,18 @@ def test_large_prompts_pass(size: int, gateway: Gateway, fake_vertex: FakeVertex
     status, reply = asyncio.run(raw_post(gateway.base_url + "/chat/completions", body, {"x-api-key": API_KEYS["full"]}))
     assert status == 200, reply
     assert len(only(fake_vertex.find(marker)).body) > size
+
+
+def test_request_arriving_in_one_write_passes(gateway: Gateway, marker: str) -> None:
+    # Headers and a 70 kB body in a single send, as a client with a big socket buffer does.
+    body = json.dumps({"model": "flash", "messages": [{"role": "user", "content": marker + " " + "q" * 70_000}]})
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"x-api-key: {API_KEYS['full']}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body.encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]

@@ -77,7 +77,7 @@ class BackgroundServer:
     async def _serve(self) -> None:
         # handler_cancellation: a fake must notice a client hanging up so tests
         # can assert the gateway closed its upstream request.
-        self._runner = web.AppRunner(self.build_app(), handler_cancellation=True)
+        self._runner = web.AppRunner(self.build_app(), handler_cancellation=True, access_log=None)
         await self._runner.setup()
         await self._bind()
 
