@@ -204,3 +204,35 @@ def test_claude_code_default_model_when_mapped(
         assert "claude-code-20250219" not in betas
     finally:
         assert gateway.stop() == 0
+
+
+# Client-side settings that make Claude Code's own model names send the gateway's aliases.
+ALIAS_ENV = {
+    "ANTHROPIC_DEFAULT_OPUS_MODEL": "opus",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL": "sonnet",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL": "haiku",
+}
+# The shared gateway's default aliases.
+DEFAULT_VERTEX = {"opus": "claude-opus-4-6", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5@20251001"}
+
+
+@pytest.mark.parametrize(("flag", "alias"), [(None, "opus"), ("sonnet", "sonnet"), ("haiku", "haiku")])
+def test_claude_code_model_names_mapped_to_gateway_aliases(
+    flag: str | None,
+    alias: str,
+    claude_cli: Path,
+    claude_home: Path,
+    gateway: Gateway,
+    fake_vertex: FakeVertex,
+    fake_metadata: FakeMetadata,
+) -> None:
+    # Claude Code resolves `opus`/`sonnet`/`haiku` (and its default, an opus) to its own newest ids,
+    # which the gateway need not serve; ANTHROPIC_DEFAULT_*_MODEL makes it send the gateway's aliases.
+    # CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS is the runbook's advice for Vertex: it must not get in the way.
+    seen, logged = len(fake_vertex.requests), len(gateway.request_logs())
+    env = {**ALIAS_ENV, "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1"}
+    args = ["--model", flag] if flag else []
+    done = run_claude(claude_cli, claude_home, gateway, {"ANTHROPIC_API_KEY": API_KEYS["full"]}, *args, env=env)
+    assert_printed_fake_answer(done, gateway)
+    assert_reached_vertex(claude_code_requests(fake_vertex, seen), DEFAULT_VERTEX[alias], fake_metadata)
+    assert {e["alias"] for e in message_logs(gateway, logged)} == {alias}
