@@ -309,6 +309,8 @@ class FakeVertex(BackgroundServer):
         deadline = time.monotonic() + limit
         while not gate.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+        # Opened by the timeout too, so a test can tell the upstream was released.
+        gate.set()
 
     @staticmethod
     async def _abort(request: web.Request) -> None:
