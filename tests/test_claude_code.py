@@ -24,7 +24,8 @@ from tests.fakes.metadata import FakeMetadata
 from tests.fakes.vertex import FakeVertex, Recorded
 from tests.harness import Gateway, start_gateway
 
-pytestmark = [pytest.mark.e2e, pytest.mark.node]
+# The first test may include `npm ci` of a ~360 MB native package.
+pytestmark = [pytest.mark.e2e, pytest.mark.node, pytest.mark.timeout(900)]
 
 NODE_CLAUDE = Path(__file__).parent / "node_claude"
 CLAUDE_BIN = NODE_CLAUDE / "node_modules" / ".bin" / "claude"
