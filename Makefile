@@ -20,7 +20,11 @@ tests/node/node_modules/.installed: tests/node/package.json tests/node/package-l
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(BIN)/.installed .venv-checkov/.installed tests/node/node_modules/.installed
+tests/node_claude/node_modules/.installed: tests/node_claude/package.json tests/node_claude/package-lock.json
+	npm ci --prefix tests/node_claude --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/.installed .venv-checkov/.installed tests/node/node_modules/.installed tests/node_claude/node_modules/.installed
 
 run: $(BIN)/.installed
 	scripts/dev-run
@@ -41,4 +45,4 @@ bench: $(BIN)/.installed
 	bash bench/run
 
 clean:
-	rm -rf $(VENV) .venv-checkov tests/node/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov tests/node/node_modules tests/node_claude/node_modules .pytest_cache .ruff_cache

@@ -15,6 +15,13 @@ from app.errors import GatewayError
 _ANTHROPIC_DATED = re.compile(r"^(claude-.+)-(\d{8})$")
 
 
+# Claude Code asks for its own newest model ids; its documented switches point each tier at ours.
+CLAUDE_CODE_HINT = (
+    ". Claude Code users: set ANTHROPIC_DEFAULT_OPUS_MODEL, ANTHROPIC_DEFAULT_SONNET_MODEL and "
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL to this gateway's aliases (e.g. ANTHROPIC_DEFAULT_SONNET_MODEL=sonnet)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     alias: str
@@ -68,9 +75,10 @@ class ModelTable:
             )
         model = self.get(name)
         if model is None:
+            hint = CLAUDE_CODE_HINT if name.startswith("claude-") else ""
             raise GatewayError(
                 400,
-                f"Unknown model {name[:200]!r}. Valid models: {', '.join(self.aliases)} (see GET /v1/models)",
+                f"Unknown model {name[:200]!r}. Valid models: {', '.join(self.aliases)} (see GET /v1/models){hint}",
                 param=param,
                 code="model_not_found",
             )

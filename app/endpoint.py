@@ -25,8 +25,9 @@ class ApiEndpoint:
         try:
             await self.handle(gateway, scope, receive, send, headers, log)
         except GatewayError as exc:
-            log.status, log.error = exc.status, exc.message
-            await send_response(send, *render(self.shape, exc))
+            status, error_headers, body = render(self.shape, exc)
+            log.status, log.error, log.response_bytes = status, exc.message, len(body)
+            await send_response(send, status, error_headers, body)
         except ClientGone:
             log.status, log.outcome = 499, "client_disconnected"
         except BaseException:

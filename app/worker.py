@@ -23,6 +23,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._reading_headers = True
         self._header_bytes = 0
+        self._headers_completed = 0
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -37,6 +38,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
+        self._headers_completed += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -45,11 +47,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
 
     def data_received(self, data: bytes) -> None:
-        # Only bytes that leave the headers still incomplete count; a chunk that ends
-        # one message (body bytes) or completes the headers does not.
-        was_reading = self._reading_headers
+        # Only a chunk that starts and ends inside one message's headers counts; a chunk
+        # that completes the headers, or carries body bytes, does not.
+        was_reading, completed = self._reading_headers, self._headers_completed
         super().data_received(data)
-        if was_reading and self._reading_headers and not self.transport.is_closing():
+        still_reading = self._reading_headers and self._headers_completed == completed
+        if was_reading and still_reading and not self.transport.is_closing():
             self._header_bytes += len(data)
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._refuse_headers()
