@@ -50,6 +50,15 @@ def fault_gw(gateway_env: dict[str, str | None]) -> Iterator[Gateway]:
     assert gw.stop() == 0
 
 
+@pytest.fixture
+def scripted(fake_vertex: FakeVertex) -> Iterator[FakeVertex]:
+    """The session fake, for a test that queues one-shot scripts: none may outlive the test."""
+    yield fake_vertex
+    if fake_vertex.pending_scripts():
+        fake_vertex.clear()  # an unused script would hit the next test's request
+        pytest.fail("a pushed script was never used: the gateway made fewer attempts than expected")
+
+
 def attempts(fake: FakeVertex, marker: str) -> int:
     return len(fake.find(marker))
 
@@ -87,7 +96,8 @@ def test_upstream_500_is_not_retried(fault_gw: Gateway, fake_vertex: FakeVertex,
     assert attempts(fake_vertex, marker) == 1
 
 
-def test_small_retry_after_is_waited_then_retried(fault_gw: Gateway, fake_vertex: FakeVertex, marker: str) -> None:
+def test_small_retry_after_is_waited_then_retried(fault_gw: Gateway, scripted: FakeVertex, marker: str) -> None:
+    fake_vertex = scripted
     fake_vertex.push({"status": 429, "retry_after": "1"})
     reply = post(fault_gw, chat_body(marker))
     assert reply.status == 200, reply.body
@@ -117,7 +127,8 @@ def test_connection_reset_before_first_byte_retried(fault_gw: Gateway, fake_vert
     assert attempts(fake_vertex, marker) == 3
 
 
-def test_one_reset_then_success_is_invisible(fault_gw: Gateway, fake_vertex: FakeVertex, marker: str) -> None:
+def test_one_reset_then_success_is_invisible(fault_gw: Gateway, scripted: FakeVertex, marker: str) -> None:
+    fake_vertex = scripted
     fake_vertex.push({"reset": True})
     reply = post(fault_gw, chat_body(marker))
     assert reply.status == 200, reply.body
