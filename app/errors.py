@@ -96,8 +96,11 @@ def _already_shaped(shape: Shape, data: Any) -> bool:
     return isinstance(error, dict) and "type" in error and "status" not in error
 
 
-def convert_upstream_error(shape: Shape, status: int, body: bytes) -> bytes:
-    """Turn an upstream error body into the caller's shape, keeping its meaning."""
+def convert_upstream_error(shape: Shape, status: int, body: bytes, status_out: int | None = None) -> bytes:
+    """Turn an upstream error body into the caller's shape, keeping its meaning.
+
+    `status_out` is the status the caller will see when it differs from Vertex's.
+    """
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -116,4 +119,7 @@ def convert_upstream_error(shape: Shape, status: int, body: bytes) -> bytes:
         code = None
     if status == 429:
         message += " (quota or rate limit: retry after the Retry-After interval, or ask for more Vertex AI quota)"
-    return error_body(shape, status, message, code)
+    if status == 401:
+        message += " (Vertex refused the gateway's own Google credentials even after a fresh token: the operator "
+        "should check the service account; your API key is fine)"
+    return error_body(shape, status_out or status, message, code)

@@ -216,10 +216,13 @@ async def relay(response: aiohttp.ClientResponse, shape: Shape, stream: bool, se
     if response.status >= 400:
         body = await response.content.read(MAX_ERROR_BODY)
         log.error = body[:500].decode("utf-8", "replace")
+        # A 401 that survived a token refresh is the gateway's credential problem, not the
+        # caller's: passing it on would make SDKs blame the caller's (valid) key.
+        status = 502 if response.status == 401 else response.status
+        log.status = status
         extra = [(b"retry-after", retry_after.encode("latin-1"))] if retry_after else []
-        await _send_whole(
-            send, response.status, JSON_HEADERS + extra, convert_upstream_error(shape, response.status, body), log
-        )
+        converted = convert_upstream_error(shape, response.status, body, status)
+        await _send_whole(send, status, JSON_HEADERS + extra, converted, log)
         return
     content_type = response.headers.get("Content-Type", "")
     if not stream or not content_type.startswith("text/event-stream"):
