@@ -22,7 +22,13 @@ from app.vertex import TokenProvider
 from app.wire import send_response
 
 RETRY_STATUSES = frozenset((429, 503))
-RETRYABLE_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+# Failures before any response: nothing reached the caller yet, so trying again is safe.
+RETRYABLE_ERRORS = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+)
 MAX_ERROR_BODY = 1 << 20
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -112,6 +118,8 @@ class Upstream:
                     retries += 1
                     await asyncio.sleep(_backoff(retries, self.settings.retry_max_wait))
                     continue
+                if isinstance(exc, TimeoutError):
+                    raise _timed_out(self.settings, exc) from None
                 raise _unreachable(url, exc) from None
             except TimeoutError as exc:
                 raise _timed_out(self.settings, exc) from None
@@ -144,6 +152,9 @@ def _unreachable(url: str, exc: BaseException) -> GatewayError:
 def _timed_out(settings: Settings, exc: BaseException) -> GatewayError:
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         what = f"could not connect within {settings.connect_timeout:g} s (UPSTREAM_CONNECT_TIMEOUT)"
+    elif isinstance(exc, aiohttp.SocketTimeoutError):
+        # aiohttp's read timeout also covers the wait for the response headers.
+        what = f"sent nothing for {settings.idle_timeout:g} s (UPSTREAM_IDLE_TIMEOUT)"
     else:
         what = f"sent no response within {settings.headers_timeout:g} s (UPSTREAM_HEADERS_TIMEOUT)"
     return GatewayError(504, f"Vertex AI {what}; retry, or raise the timeout", code="upstream_timeout")

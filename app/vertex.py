@@ -25,6 +25,7 @@ REFRESH_AHEAD_SECONDS = 300.0
 # A token this close to expiry is not worth sending.
 MIN_TOKEN_LIFE_SECONDS = 10.0
 REFRESH_TIMEOUT_SECONDS = 30.0
+FAILING_REFRESH_WAIT_SECONDS = 2.0
 
 
 class TokenProvider:
@@ -72,10 +73,13 @@ class TokenProvider:
                 return self._token
         if now - self._failed_at < self._retry_seconds and self.error:
             raise self._unavailable()
+        # After a failure, don't hold callers through google-auth's own slow retries:
+        # the refresh goes on in the background and they get a prompt 503.
+        wait = FAILING_REFRESH_WAIT_SECONDS if self._failed_at else REFRESH_TIMEOUT_SECONDS
         try:
-            await asyncio.wait_for(asyncio.shield(self._start_refresh()), REFRESH_TIMEOUT_SECONDS)
+            await asyncio.wait_for(asyncio.shield(self._start_refresh()), wait)
         except TimeoutError:
-            self.error = f"token refresh took longer than {REFRESH_TIMEOUT_SECONDS:g} s"
+            self.error = self.error or f"token refresh took longer than {wait:g} s"
         if self._token is None or time.time() >= self._expiry - MIN_TOKEN_LIFE_SECONDS:
             raise self._unavailable()
         return self._token
