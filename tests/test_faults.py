@@ -1,6 +1,6 @@
 """Faults upstream and around the gateway, with the gateway running as a gunicorn process (issue 6).
 
-Each test names one row of docs/failure-behaviour.md. Requests are tagged with a
+Each test names one row of the "Failure behaviour" table in SPEC.md. Requests are tagged with a
 unique marker in the body (to find them at the fake) and a trace id in the
 headers (to find their log line).
 """
