@@ -1,15 +1,18 @@
 """The frame every authenticated API route shares: log line, errors in the route's shape."""
 
+import logging
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from app.errors import GatewayError, Shape, render
+from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
 from app.logs import RequestLog
 from app.proxy import CancelOnDisconnect, relay
 from app.state import Gateway
 from app.wire import ClientGone, header_map, send_response
+
+logger = logging.getLogger("app")
 
 
 class ApiEndpoint:
@@ -30,9 +33,13 @@ class ApiEndpoint:
             await send_response(send, status, error_headers, body)
         except ClientGone:
             log.status, log.outcome = 499, "client_disconnected"
-        except BaseException:
-            log.status = log.status or 500
-            raise
+        except Exception:
+            # A bug: logged with its stack, answered as JSON (never a traceback), one request line as always.
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            log.status, log.error = 500, "internal error"
+            if not log.response_started:
+                status, error_headers, body = render(self.shape, INTERNAL_ERROR)
+                await send_response(send, status, error_headers, body)
         finally:
             log.emit(gateway.project)
 

@@ -123,3 +123,8 @@ def convert_upstream_error(shape: Shape, status: int, body: bytes, status_out: i
         message += " (Vertex refused the gateway's own Google credentials even after a fresh token: the operator "
         "should check the service account; your API key is fine)"
     return error_body(shape, status_out or status, message, code)
+
+
+INTERNAL_ERROR = GatewayError(
+    500, "The gateway hit an internal error; it is logged. Retry, or report it to the operator."
+)

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from app import pages
 from app.anthropic_api import CountTokens, Messages
 from app.config import ConfigError, Settings, load_settings
-from app.errors import GatewayError, Shape, render
+from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
 from app.logs import RequestLog, setup_logging
 from app.openai_api import ChatCompletions, ModelGet, ModelList
 from app.state import Gateway
@@ -61,8 +61,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    error = GatewayError(500, "The gateway hit an internal error; it is logged. Retry, or report it to the operator.")
-    return _error_response(request, error)
+    return _error_response(request, INTERNAL_ERROR)
 
 
 async def healthz(request: Request) -> Response:

@@ -9,6 +9,7 @@ import asyncio
 import email.utils
 import random
 import time
+from collections.abc import Awaitable
 from types import TracebackType
 
 import aiohttp
@@ -225,7 +226,7 @@ async def relay(response: aiohttp.ClientResponse, shape: Shape, stream: bool, se
     log.status = response.status
     retry_after = response.headers.get("Retry-After")
     if response.status >= 400:
-        body = await response.content.read(MAX_ERROR_BODY)
+        body = await _read_or_fail(response.content.read(MAX_ERROR_BODY))
         log.error = body[:500].decode("utf-8", "replace")
         # A 401 that survived a token refresh is the gateway's credential problem, not the
         # caller's: passing it on would make SDKs blame the caller's (valid) key.
@@ -237,12 +238,13 @@ async def relay(response: aiohttp.ClientResponse, shape: Shape, stream: bool, se
         return
     content_type = response.headers.get("Content-Type", "")
     if not stream or not content_type.startswith("text/event-stream"):
-        body = await response.read()
+        body = await _read_or_fail(response.read())
         if content_type.startswith("application/json"):
             log.usage = _usage_of_json(body)
         headers = [(b"content-type", content_type.encode("latin-1") or b"application/json")]
         await _send_whole(send, response.status, headers, body, log)
         return
+    log.response_started = True
     await send({"type": "http.response.start", "status": response.status, "headers": STREAM_HEADERS})
     sniffer = UsageSniffer()
     try:
@@ -266,4 +268,19 @@ async def _send_whole(
 ) -> None:
     log.mark_first_byte()
     log.response_bytes = len(body)
+    log.response_started = True
     await send_response(send, status, headers, body)
+
+
+async def _read_or_fail(read: Awaitable[bytes]) -> bytes:
+    """A whole (non-streamed) upstream body; nothing was sent yet, so a failure can still be a clean error."""
+    try:
+        return await read
+    except TimeoutError:
+        raise GatewayError(
+            504, "Vertex AI stopped sending its answer midway (UPSTREAM_IDLE_TIMEOUT); retry", code="upstream_timeout"
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise GatewayError(
+            502, f"Vertex AI broke off its answer ({type(exc).__name__}: {exc}); retry", code="upstream_broken"
+        ) from None

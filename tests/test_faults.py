@@ -159,6 +159,19 @@ def test_upstream_dies_mid_stream(fault_gw: Gateway, fake_vertex: FakeVertex, ma
     assert entry["severity"] == "ERROR"
 
 
+def test_upstream_breaking_off_a_whole_answer_is_a_clean_502(
+    fault_gw: Gateway, fake_vertex: FakeVertex, marker: str
+) -> None:
+    reply = post(fault_gw, chat_body(marker, fake={"truncate": True}))
+    error = assert_openai_error(reply, 502, "upstream_broken")
+    assert "Traceback" not in reply.body.decode()
+    assert attempts(fake_vertex, marker) == 1
+    assert log_for(fault_gw, reply.trace)["httpRequest"]["status"] == 502
+    lines = [e for e in fault_gw.request_logs() if e.get("logging.googleapis.com/trace", "").endswith(reply.trace)]
+    assert len(lines) == 1, "one request line per request"
+    assert "broke off" in error["message"]
+
+
 def test_idle_stream_timeout_is_configurable(gateway_factory: GatewayFactory, marker: str) -> None:
     assert load_settings({}).idle_timeout >= 300, "the default must leave room for a thinking model"
     gw = gateway_factory({"UPSTREAM_IDLE_TIMEOUT": "1"})

@@ -12,6 +12,7 @@ it, through one-shot scripts queued with `FakeVertex.push()`:
     die_after: int      abort the connection after this many stream events
     header_delay: float wait this long before sending the status line
     reset: bool         close the connection without any response
+    truncate: bool      (non-stream) send headers and half the JSON body, then cut the connection
     status: int         answer with this error status ...
     error_body: any     ... and this exact JSON body (default: a Google envelope)
     error_list: bool    ... wrapped in a list, as Vertex sometimes does
@@ -271,6 +272,8 @@ class FakeVertex(BackgroundServer):
                 self.signatures_issued.append(plan.signature)
         if body.get("stream"):
             return await self._stream(request, rec, plan.events, controls)
+        if controls.get("truncate"):
+            return await self._truncated(request, plan.completion)
         return web.json_response(plan.completion)
 
     async def _stream(
@@ -311,6 +314,16 @@ class FakeVertex(BackgroundServer):
             await asyncio.sleep(0.01)
         # Opened by the timeout too, so a test can tell the upstream was released.
         gate.set()
+
+    @classmethod
+    async def _truncated(cls, request: web.Request, payload: Any) -> web.StreamResponse:
+        data = json.dumps(payload).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        await cls._abort(request)
+        return response
 
     @staticmethod
     async def _abort(request: web.Request) -> None:
