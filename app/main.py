@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import pages
 from app.anthropic_api import CountTokens, Messages
@@ -73,7 +74,31 @@ async def healthz(request: Request) -> Response:
     return Response(orjson.dumps(body), 503, media_type="application/json")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+class FastRoutes:
+    """Hands the hot API routes straight to their endpoints; everything else goes through Starlette.
+
+    The endpoints handle their own errors and logging, so skipping Starlette's router and its two
+    exception middlewares (which wrap every streamed chunk's send) loses nothing and saves ~10% of a
+    request's CPU (bench/RESULTS.md). Starlette still owns the lifespan, the pages and 404/405.
+    """
+
+    def __init__(self, app: Starlette, routes: list[Route]) -> None:
+        self.app = app
+        self.routes: dict[tuple[str, str], ASGIApp] = {
+            (method, route.path): route.endpoint for route in routes for method in route.methods or ()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.routes.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                scope["app"] = self.app
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastRoutes:
     settings = settings or load_settings()
     setup_logging(settings.log_level)
 
@@ -87,21 +112,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await gateway.stop()
 
+    hot = [
+        Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
+        Route("/v1/messages", Messages(), methods=["POST"]),
+        Route("/v1/messages/count_tokens", CountTokens(), methods=["POST"]),
+    ]
     routes = [
         Route("/", pages.splash, methods=["GET"]),
         Route("/docs", pages.runbook, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/models", ModelList(), methods=["GET"]),
         Route("/v1/models/{model_id:path}", ModelGet(), methods=["GET"]),
-        Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
-        Route("/v1/messages", Messages(), methods=["POST"]),
-        Route("/v1/messages/count_tokens", CountTokens(), methods=["POST"]),
+        *hot,
     ]
-    return Starlette(
+    starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    return FastRoutes(starlette, hot)
 
 
 try:

@@ -96,6 +96,14 @@ class Upstream:
         self.session = session
         self.tokens = tokens
         self.settings = settings
+        base = {"Content-Type": "application/json", "Accept-Encoding": "identity", "User-Agent": "llm-gateway"}
+        self._headers = {
+            True: {**base, "Accept": "text/event-stream"},
+            False: {**base, "Accept": "application/json"},
+        }
+        # The session's sock_read timeout (UPSTREAM_IDLE_TIMEOUT) already bounds the wait for
+        # headers; a separate timer per request is only needed when the headers bound is tighter.
+        self._headers_timeout = settings.headers_timeout if settings.headers_timeout < settings.idle_timeout else None
 
     async def open(self, url: str, payload: bytes, stream: bool, log: RequestLog) -> aiohttp.ClientResponse:
         """POST to Vertex; retried only before any response reaches the client."""
@@ -104,16 +112,13 @@ class Upstream:
         while True:
             log.attempts += 1
             token = await self.tokens.token()
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                "Accept": "text/event-stream" if stream else "application/json",
-                "Accept-Encoding": "identity",
-                "User-Agent": "llm-gateway",
-            }
+            headers = {**self._headers[stream], "Authorization": f"Bearer {token}"}
             try:
-                async with asyncio.timeout(self.settings.headers_timeout):
+                if self._headers_timeout is None:
                     response = await self.session.post(url, data=payload, headers=headers)
+                else:
+                    async with asyncio.timeout(self._headers_timeout):
+                        response = await self.session.post(url, data=payload, headers=headers)
             except RETRYABLE_ERRORS as exc:
                 if retries < self.settings.upstream_retries:
                     retries += 1
@@ -155,7 +160,8 @@ def _timed_out(settings: Settings, exc: BaseException) -> GatewayError:
         what = f"could not connect within {settings.connect_timeout:g} s (UPSTREAM_CONNECT_TIMEOUT)"
     elif isinstance(exc, aiohttp.SocketTimeoutError):
         # aiohttp's read timeout also covers the wait for the response headers.
-        what = f"sent nothing for {settings.idle_timeout:g} s (UPSTREAM_IDLE_TIMEOUT)"
+        limit = min(settings.idle_timeout, settings.headers_timeout)
+        what = f"sent nothing for {limit:g} s (UPSTREAM_HEADERS_TIMEOUT / UPSTREAM_IDLE_TIMEOUT)"
     else:
         what = f"sent no response within {settings.headers_timeout:g} s (UPSTREAM_HEADERS_TIMEOUT)"
     return GatewayError(504, f"Vertex AI {what}; retry, or raise the timeout", code="upstream_timeout")
@@ -199,6 +205,8 @@ class UsageSniffer:
         self.usage: dict[str, int] | None = None
 
     def feed(self, chunk: bytes) -> None:
+        if not self._partial and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
+            return  # the common case: whole events, none with usage
         data = self._partial + chunk if self._partial else chunk
         end = data.rfind(b"\n\n")
         if end < 0:

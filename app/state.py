@@ -10,6 +10,7 @@ from app.config import Settings
 from app.errors import GatewayError
 from app.key_sources import KeyRefresher, make_source
 from app.keys import KeyDocumentError, KeyRing
+from app.logs import request_lines
 from app.proxy import Upstream
 from app.vertex import TokenProvider, VertexUrls, make_session
 
@@ -83,3 +84,4 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+        request_lines.flush()

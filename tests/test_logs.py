@@ -1,10 +1,11 @@
+import asyncio
 import io
 import json
 import sys
 
 import pytest
 
-from app.logs import RequestLog, parse_trace
+from app.logs import LineWriter, RequestLog, parse_trace
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,26 @@ def test_request_line_is_one_json_object(monkeypatch: pytest.MonkeyPatch) -> Non
     assert data["logging.googleapis.com/trace"] == "projects/proj/traces/abc123"
     assert data["httpRequest"]["status"] == 429 and data["httpRequest"]["userAgent"] == "pytest"
     assert data["key_id"] == "team" and data["alias"] == "flash" and data["stream"] is True
+
+
+def test_lines_are_batched_per_loop_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    writer = LineWriter()
+
+    async def scenario() -> None:
+        writer.write("a\n")
+        writer.write("b\n")
+        assert writes == [], "nothing is written before the loop turns"
+        await asyncio.sleep(0)
+        writer.write("c\n")
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert writes == ["a\nb\n", "c\n"]
