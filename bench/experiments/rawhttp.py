@@ -142,8 +142,12 @@ class Response:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None
-        chunk = self._chunks.popleft()
-        if self._paused and len(self._chunks) < _HIGH_WATER // 2:
+        # Everything that arrived so far in one piece (as aiohttp's iter_any does): one
+        # ASGI message and one socket write for many upstream chunk frames.
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if self._paused:
             self._paused = False
             self._conn.transport.resume_reading()
         return chunk
