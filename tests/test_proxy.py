@@ -86,3 +86,16 @@ def test_normal_end_is_not_cancelled_later() -> None:
         return watch.disconnected
 
     assert asyncio.run(scenario()) is False
+
+
+def test_quick_requests_never_start_a_watcher() -> None:
+    async def scenario() -> object:
+        async def receive() -> dict[str, str]:
+            raise AssertionError("a request that ends before WATCH_DELAY must not listen for a hang-up")
+
+        with CancelOnDisconnect(receive) as watch:
+            await asyncio.sleep(0)
+        await asyncio.sleep(CancelOnDisconnect.WATCH_DELAY * 2)
+        return watch._watcher
+
+    assert asyncio.run(scenario()) is None
