@@ -39,6 +39,10 @@ class Model:
     def api(self) -> str:
         return "messages" if self.publisher == "anthropic" else "chat.completions"
 
+    @property
+    def route(self) -> str:
+        return "/v1/messages" if self.publisher == "anthropic" else "/v1/chat/completions"
+
 
 class ModelTable:
     def __init__(self, aliases: Mapping[str, str]) -> None:

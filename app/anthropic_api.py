@@ -11,12 +11,10 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from app.aliases import Model
-from app.auth import authenticate, authorize
-from app.endpoint import ApiEndpoint, parse_object
-from app.errors import GatewayError, Shape
+from app.endpoint import ApiEndpoint
+from app.errors import Shape
 from app.logs import RequestLog
 from app.state import Gateway
-from app.wire import read_body
 
 log = logging.getLogger("app.anthropic")
 
@@ -41,20 +39,7 @@ class _ClaudeEndpoint(ApiEndpoint):
     async def _claude_request(
         self, gateway: Gateway, receive: Receive, headers: dict[bytes, bytes], log: RequestLog
     ) -> tuple[Model, dict[str, Any]]:
-        record = authenticate(gateway.ring, headers, gateway.key_error)
-        log.key_id = record.id
-        request = parse_object(await read_body(receive, headers, gateway.settings.max_body_bytes))
-        model = gateway.models.resolve(request.get("model"))
-        log.alias, log.vertex_model = model.alias, model.vertex_id
-        if model.publisher != "anthropic":
-            raise GatewayError(
-                400,
-                f"Model {model.alias!r} is a Gemini model ({model.vertex_id}); call it through the OpenAI-compatible "
-                "API at POST /v1/chat/completions",
-                param="model",
-                code="wrong_endpoint",
-            )
-        authorize(record, model)
+        model, request = await self.model_request(gateway, receive, headers, log, "anthropic")
         betas = _betas(headers, request, gateway.settings.anthropic_betas)
         request.pop("anthropic_beta", None)
         if betas:

@@ -6,11 +6,14 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from app.aliases import Model
+from app.auth import authenticate, authorize
 from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
+from app.keys import KeyRecord
 from app.logs import RequestLog
 from app.proxy import CancelOnDisconnect, relay
 from app.state import Gateway
-from app.wire import ClientGone, header_map, send_response
+from app.wire import ClientGone, header_map, read_body, send_response
 
 logger = logging.getLogger("app")
 
@@ -53,6 +56,32 @@ class ApiEndpoint:
         log: RequestLog,
     ) -> None:
         raise NotImplementedError
+
+    async def model_request(
+        self, gateway: Gateway, receive: Receive, headers: dict[bytes, bytes], log: RequestLog, publisher: str
+    ) -> tuple[Model, dict[str, Any]]:
+        """Authenticate, read and parse the body, resolve and authorise its model, for one publisher's API."""
+        record = self.authenticate(gateway, headers, log)
+        request = parse_object(await read_body(receive, headers, gateway.settings.max_body_bytes))
+        model = gateway.models.resolve(request.get("model"))
+        log.alias, log.vertex_model = model.alias, model.vertex_id
+        if model.publisher != publisher:
+            client = "the anthropic SDK or Claude Code" if model.api == "messages" else "an OpenAI-compatible client"
+            raise GatewayError(
+                400,
+                f"Model {model.alias!r} ({model.vertex_id}) is served at POST {model.route}, not on this route; "
+                f"call it there (e.g. with {client})",
+                param="model",
+                code="wrong_endpoint",
+            )
+        authorize(record, model)
+        return model, request
+
+    @staticmethod
+    def authenticate(gateway: Gateway, headers: dict[bytes, bytes], log: RequestLog) -> KeyRecord:
+        record = authenticate(gateway.ring, headers, gateway.key_error)
+        log.key_id = record.id
+        return record
 
     async def forward(
         self, gateway: Gateway, url: str, payload: bytes, stream: bool, receive: Receive, send: Send, log: RequestLog

@@ -48,7 +48,7 @@ def _values(models: ModelTable, url: str, refresh_seconds: float) -> dict[str, s
     claude = [m.alias for m in models.models if m.publisher == "anthropic"] or ["sonnet"]
     rows = "\n".join(
         f"<tr><td><code>{html.escape(m.alias)}</code></td><td><code>{html.escape(m.vertex_id)}</code></td>"
-        f"<td>{'/v1/messages' if m.api == 'messages' else '/v1/chat/completions'}</td></tr>"
+        f"<td>{m.route}</td></tr>"
         for m in models.models
     )
     return {
