@@ -1,0 +1,488 @@
+"""A small keep-alive HTTP/1.1 client for the calls to Vertex, on asyncio.Protocol + httptools.
+
+It replaces aiohttp on the hot path (bench/RESULTS.md, suggestion 8) and offers just the part of
+aiohttp.ClientResponse the gateway uses. Deliberately absent: redirects, cookies, proxies from the
+environment, decompression (we send Accept-Encoding: identity), HTTP/2.
+
+Connections are pooled per (scheme, host, port) without a bound; a connection idle for
+`pool_idle_seconds` is closed by one sweep timer per client. A request on a reused connection that
+dies before any response byte (the server closed it while idle) is sent once more on a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+# Per-response buffer bounds: reading from the socket pauses above HIGH and resumes below LOW.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+DNS_TTL = 60.0
+_MAX_TARGETS = 256
+_RESERVED = (b"\nhost:", b"\ncontent-length:", b"\ntransfer-encoding:")
+Key = tuple[str, str, int]
+
+
+class UpstreamError(Exception):
+    """Any failure to get an answer from upstream."""
+
+
+class ConnectError(UpstreamError):
+    """No connection: refused, DNS, TLS. Nothing was sent, so retrying is safe."""
+
+
+class ConnectTimeout(ConnectError):
+    """Connecting (TCP and TLS handshake) took longer than connect_timeout."""
+
+
+class Disconnected(UpstreamError):
+    """The connection closed or reset before or during the response."""
+
+
+class ReadTimeout(UpstreamError):
+    """No byte from upstream for idle_timeout while waiting for the head or the body."""
+
+
+class ProtocolError(UpstreamError):
+    """The answer is not valid HTTP/1.x."""
+
+
+class Headers(dict[str, str]):
+    """Response headers by lower-case name; a repeated header's values are joined with ", "."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, client: UpstreamClient, key: Key) -> None:
+        self.client = client
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: UpstreamResponse | None = None  # owns the connection until release/close
+        self.sink: UpstreamResponse | None = None  # receives the parser's events until its message ends
+        self.closed = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.client._conns.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.client._conns.discard(self)
+        response, self.response, self.sink = self.response, None, None
+        if response is not None:
+            response._lost(exc)
+
+    def abort(self) -> None:
+        self.closed = True
+        self.transport.abort()  # no lingering TLS shutdown: the server sees the close at once
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:  # bytes on an idle connection (a 408, garbage): not reusable
+            self.abort()
+            return
+        response._activity = self.loop.time()
+        response._got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            response._abort(ProtocolError(f"invalid HTTP response from upstream: {exc}"))
+        response._wake()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.sink is None:  # a second answer to one request
+            self.abort()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if (response := self.sink) is not None:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            old = dict.get(response.headers, key)
+            response.headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        if (response := self.sink) is None:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:  # 1xx: informational, the real answer follows
+            response.headers.clear()
+            response._informational = True
+            return
+        response.status = status
+        response._head_done = True
+        headers = response.headers
+        response._until_eof = (
+            status not in (204, 304)
+            and "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if (response := self.sink) is not None:
+            response._chunks.append(body)
+            response._buffered += len(body)
+            if response._buffered > HIGH_WATER and not response._paused:
+                response._paused = True
+                self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if (response := self.sink) is None:
+            return
+        if response._informational:
+            response._informational = False
+            return
+        self.sink = None
+        response._keep = self.parser.should_keep_alive()
+        response._end()
+
+
+class UpstreamResponse:
+    """The answer: status and headers at once, the body as it arrives. End with release() or close()."""
+
+    __slots__ = (
+        "_activity", "_buffered", "_chunks", "_complete", "_conn", "_detached", "_error", "_got_bytes",
+        "_head_done", "_idle", "_informational", "_keep", "_paused", "_timer", "_until_eof", "_waiter",
+        "headers", "status",
+    )  # fmt: skip
+
+    def __init__(self, conn: _Connection, idle_timeout: float) -> None:
+        self._conn = conn
+        self._idle = idle_timeout
+        self.status = 0
+        self.headers = Headers()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._activity = 0.0
+        self._error: UpstreamError | None = None
+        self._head_done = self._complete = self._informational = self._until_eof = False
+        self._keep = self._paused = self._got_bytes = self._detached = False
+
+    @property
+    def content(self) -> UpstreamResponse:
+        return self
+
+    def at_eof(self) -> bool:
+        """The whole body arrived and was read."""
+        return self._complete and not self._chunks
+
+    def iter_any(self) -> UpstreamResponse:
+        """Iterate over the body: each item is everything that arrived since the previous one."""
+        return self
+
+    def __aiter__(self) -> UpstreamResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._next()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def read(self, n: int = -1) -> bytes:
+        """The rest of the body, or up to n bytes of it (fewer only at its end)."""
+        parts: list[bytes] = []
+        size = 0
+        while n < 0 or size < n:
+            chunk = await self._next()
+            if not chunk:
+                break
+            if 0 <= n < size + len(chunk):
+                self._chunks.appendleft(chunk[n - size :])
+                self._buffered += len(chunk) - (n - size)
+                chunk = chunk[: n - size]
+            parts.append(chunk)
+            size += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def release(self) -> None:
+        """Pool the connection if the body was read to its end and keep-alive is allowed, else close it."""
+        if self._detached:
+            return
+        conn = self._conn
+        if self._complete and self._keep and not self._chunks and not conn.closed and self._error is None:
+            self._detached = True
+            conn.response = None
+            conn.client._put(conn)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the connection now: upstream sees it close (and Vertex stops generating)."""
+        if self._detached:
+            return
+        self._detached = True
+        self._chunks.clear()
+        self._abort(Disconnected("the response was closed"))
+        self._conn.response = None
+
+    # internals
+    async def _next(self) -> bytes:
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                return b""
+            await self._wait()
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self._conn.transport.resume_reading()
+        return chunk
+
+    async def _wait(self) -> None:
+        loop = self._conn.loop
+        # The idle clock counts from the last byte or from when the reader started waiting,
+        # whichever is later: time the reader spent elsewhere (and reading paused) never counts.
+        self._activity = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_at(self._activity + self._idle, self._on_timer)
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        except asyncio.CancelledError:
+            # Never leave a half-read connection behind: a cancelled reader closes it.
+            self._abort(Disconnected("the request was cancelled"))
+            raise
+        finally:
+            self._waiter = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiter is None or self._error is not None or self._complete:
+            return  # nobody waiting: the next wait arms the timer again
+        due = self._activity + self._idle
+        if self._conn.loop.time() >= due - 0.002:  # timers may fire a hair early (uvloop: ms ticks)
+            self._abort(ReadTimeout(f"upstream sent nothing for {self._idle:g} s"))
+        else:
+            self._timer = self._conn.loop.call_at(due, self._on_timer)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _end(self) -> None:
+        self._complete = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake()
+
+    def _abort(self, exc: UpstreamError) -> None:
+        if self._error is None and not self._complete:
+            self._error = exc
+        self._stop_timer_and_wake()
+        self._conn.abort()
+
+    def _stop_timer_and_wake(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._complete:
+            return
+        if self._head_done and self._until_eof and exc is None:
+            self._keep = False  # a body delimited by the end of the connection (HTTP/1.0 style)
+            self._end()
+            return
+        if self._error is None:
+            when = "during the response" if self._head_done else "before the response"
+            self._error = Disconnected(f"upstream closed the connection {when}" + (f": {exc}" if exc else ""))
+        self._stop_timer_and_wake()
+
+
+class UpstreamClient:
+    """HTTP/1.1 POSTs with keep-alive pooling; one instance per worker (per event loop)."""
+
+    def __init__(
+        self,
+        connect_timeout: float,
+        idle_timeout: float,
+        pool_idle_seconds: float = 60,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._pool_idle = pool_idle_seconds
+        self._ssl = ssl_context
+        self._idle: dict[Key, list[_Connection]] = {}
+        self._conns: set[_Connection] = set()
+        self._targets: dict[str, tuple[Key, bytes]] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[Any]]] = {}
+        self._lookups: dict[tuple[str, int], asyncio.Task[list[Any]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    async def post(
+        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]] | dict[str, str]
+    ) -> UpstreamResponse:
+        """POST `body`; returns once the response head arrived. Host and Content-Length are added here."""
+        key, start = self._targets.get(url) or self._target(url)
+        if isinstance(headers, dict):
+            block = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
+        else:
+            block = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        # CR/LF only as line ends (no header injection); no header this client sets itself.
+        low = b"\n" + block.lower()
+        if block.count(b"\n") != len(headers) or block.count(b"\r") != len(headers) or any(r in low for r in _RESERVED):
+            raise ValueError(
+                "header names and values must not contain CR/LF, Host, Content-Length or Transfer-Encoding"
+            )
+        data = b"%s%sContent-Length: %d\r\n\r\n%s" % (start, block, len(body), body)
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and not conn.transport.is_closing():
+                response = await self._exchange(conn, data, reused=True)
+                if response is not None:
+                    return response
+                break  # closed by the server while idle: once more on a new connection
+        response = await self._exchange(await self._connect(key), data, reused=False)
+        assert response is not None
+        return response
+
+    async def close(self) -> None:
+        """Close every connection, idle or busy (busy responses then raise Disconnected)."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._idle.clear()
+        for conn in list(self._conns):
+            conn.abort()
+        await asyncio.sleep(0)  # let connection_lost run, so the sockets are gone when we return
+
+    async def _exchange(self, conn: _Connection, data: bytes, reused: bool) -> UpstreamResponse | None:
+        response = UpstreamResponse(conn, self._idle_timeout)
+        conn.response = conn.sink = response
+        conn.transport.write(data)
+        while not response._head_done:
+            if response._error is not None:
+                if reused and not response._got_bytes and isinstance(response._error, Disconnected):
+                    conn.abort()
+                    return None
+                raise response._error
+            await response._wait()
+        return response
+
+    def _target(self, url: str) -> tuple[Key, bytes]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.netloc.rpartition("@")[2]
+        if len(self._targets) >= _MAX_TARGETS:
+            self._targets.clear()
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")
+        found = self._targets[url] = ((parts.scheme, parts.hostname, port), head)
+        return found
+
+    async def _connect(self, key: Key) -> _Connection:
+        if self._closed:
+            raise ConnectError("the upstream client is closed")
+        scheme, host, port = key
+        context = self._ssl_context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        errors: list[OSError] = []
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                for family, _, _, _, address in await self._resolve(host, port):
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Connection(self, key), address[0], port, family=family,
+                            ssl=context, server_hostname=host if context else None,
+                        )  # fmt: skip
+                        return conn
+                    except OSError as exc:  # includes ssl.SSLError: try the next address
+                        errors.append(exc)
+        except TimeoutError:
+            raise ConnectTimeout(f"connecting to {host}:{port} took longer than {self._connect_timeout:g} s") from None
+        except OSError as exc:  # DNS
+            raise ConnectError(f"cannot resolve {host}: {exc}") from exc
+        last = errors[-1] if errors else OSError("no address")
+        raise ConnectError(f"cannot connect to {host}:{port}: {type(last).__name__}: {last}") from last
+
+    async def _resolve(self, host: str, port: int) -> list[Any]:
+        """getaddrinfo, cached for DNS_TTL and shared by concurrent callers (a burst of new connections)."""
+        loop = asyncio.get_running_loop()
+        cached = self._dns.get((host, port))
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        lookup = self._lookups.get((host, port))
+        if lookup is None:
+            lookup = self._lookups[(host, port)] = loop.create_task(self._lookup(host, port))
+            lookup.add_done_callback(lambda task: task.cancelled() or task.exception())  # always retrieved
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, host: str, port: int) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        finally:
+            del self._lookups[(host, port)]
+        self._dns[(host, port)] = (loop.time() + DNS_TTL, infos)
+        return infos
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:  # created on first use: loading the CA store takes milliseconds
+            context = ssl.create_default_context()
+            if not context.cert_store_stats()["x509_ca"]:  # a minimal image without CA certificates
+                import certifi
+
+                context.load_verify_locations(certifi.where())
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        return self._ssl
+
+    def _put(self, conn: _Connection) -> None:
+        if self._closed or self._pool_idle <= 0:
+            conn.abort()
+            return
+        conn.idle_since = conn.loop.time()
+        self._idle.setdefault(conn.key, []).append(conn)
+        if self._sweeper is None:
+            self._sweeper = conn.loop.call_at(conn.idle_since + self._pool_idle, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle for pool_idle_seconds; each stack is oldest first."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self._pool_idle + 0.002  # a hair of slack: timers may fire early
+        oldest: float | None = None
+        for key, stack in list(self._idle.items()):
+            expired = 0
+            while expired < len(stack) and (stack[expired].closed or stack[expired].idle_since <= cutoff):
+                stack[expired].abort()
+                expired += 1
+            del stack[:expired]
+            if not stack:
+                del self._idle[key]
+            elif oldest is None or stack[0].idle_since < oldest:
+                oldest = stack[0].idle_since
+        if oldest is not None:
+            self._sweeper = loop.call_at(oldest + self._pool_idle, self._sweep)

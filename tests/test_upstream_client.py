@@ -1,0 +1,755 @@
+"""app.upstream_client against raw HTTP servers on 127.0.0.1, on asyncio's loop and on uvloop.
+
+Each server is a coroutine per accepted connection, so a test scripts exactly what upstream does
+(answer, stall, close, reset). Timeouts in the scenarios are the client's own settings under test;
+the outer bound of every test only turns a hang into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from app import upstream_client
+from app.upstream_client import (
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    ProtocolError,
+    ReadTimeout,
+    UpstreamClient,
+)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+BOUND = 20.0  # seconds: a hang guard, never a pass/fail threshold
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
+    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+
+    def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+        async def bounded() -> Any:
+            return await asyncio.wait_for(scenario(), BOUND)
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(bounded())
+
+    return run
+
+
+class Server:
+    """Runs `handler` for every accepted connection; counts connections and requests."""
+
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.handler = handler
+        self.ssl_context = ssl_context
+        self.connections = 0
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> Server:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        scheme = "https" if self.ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/v1/chat?x=1"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the end of the test (cancelled) or the client went away
+        finally:
+            writer.transport.abort()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await reader.readexactly(length)
+        self.requests.append((head, body))
+        return head, body
+
+
+def json_answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+def keepalive(server_ref: list[Server], answer: bytes = b'{"ok": true}') -> Handler:
+    """Answers every request on the connection with the same JSON body."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await server_ref[0].read_request(reader) is not None:
+            writer.write(json_answer(answer))
+            await writer.drain()
+
+    return handler
+
+
+async def saw_eof(reader: asyncio.StreamReader) -> bool:
+    """True once the peer closed (EOF or reset); anything else it sends is drained."""
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionError:
+        pass
+    return True
+
+
+def client(**kwargs: Any) -> UpstreamClient:
+    settings: dict[str, Any] = {"connect_timeout": 2.0, "idle_timeout": 5.0}
+    settings.update(kwargs)
+    return UpstreamClient(**settings)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Polls a condition on state no event exposes (bounded by the test's BOUND)."""
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+
+
+HEADERS = [(b"Content-Type", b"application/json"), (b"Authorization", b"Bearer t0ken")]
+
+
+def test_json_answer_and_request_shape(run: Any) -> None:
+    async def scenario() -> None:
+        ref: list[Server] = []
+        async with Server(keepalive(ref, b'{"answer": 42}')) as server:
+            ref.append(server)
+            upstream = client()
+            response = await upstream.post(server.url, b'{"q": 1}', HEADERS)
+            assert response.status == 200
+            assert response.headers.get("content-type") == "application/json"
+            assert response.headers.get("CONTENT-TYPE") == "application/json"
+            assert response.headers.get("Retry-After") is None
+            assert not response.content.at_eof()
+            assert await response.read() == b'{"answer": 42}'
+            assert response.content.at_eof()
+            response.release()
+            head, body = server.requests[0]
+            assert body == b'{"q": 1}'
+            lines = head.split(b"\r\n")
+            assert lines[0] == b"POST /v1/chat?x=1 HTTP/1.1"
+            assert f"Host: 127.0.0.1:{server.port}".encode() in lines
+            assert b"Content-Length: 8" in lines
+            assert b"Authorization: Bearer t0ken" in lines
+            assert not any(line.lower().startswith((b"cookie", b"connection")) for line in lines)
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_chunked_stream_arrives_chunk_by_chunk(run: Any) -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            writer.write(b"d\r\ndata: first\n\n\r\n")
+            await writer.drain()
+            await gate.wait()  # the next event only once the client has the first
+            writer.write(b"e\r\ndata: second\n\n\r\n5\r\n[END]\r\n0\r\n\r\n")
+            await writer.drain()
+            await server.read_request(reader)
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"{}", {"Accept": "text/event-stream"})
+            assert response.headers.get("Content-Type") == "text/event-stream"
+            chunks = response.content.iter_any()
+            assert await chunks.__anext__() == b"data: first\n\n"
+            gate.set()
+            rest = [chunk async for chunk in chunks]
+            assert b"".join(rest) == b"data: second\n\n[END]"
+            assert response.content.at_eof()
+            response.release()
+            assert sum(len(stack) for stack in upstream._idle.values()) == 1
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_keep_alive_reuses_one_connection(run: Any) -> None:
+    async def scenario() -> None:
+        ref: list[Server] = []
+        async with Server(keepalive(ref)) as server:
+            ref.append(server)
+            upstream = client()
+            for i in range(5):
+                response = await upstream.post(server.url, b"%d" % i, {"X-N": str(i)})
+                assert await response.read() == b'{"ok": true}'
+                response.release()
+            assert server.connections == 1
+            assert [body for _, body in server.requests] == [b"0", b"1", b"2", b"3", b"4"]
+            await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_reused_connection_closed_by_server_is_retried_once(run: Any, how: str) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if server.connections == 1:
+                await server.read_request(reader)
+                writer.write(json_answer(b"one"))
+                await writer.drain()
+                # The second request arrives as the server gives up on the idle connection.
+                await server.read_request(reader)
+                if how == "rst":
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                return  # the connection is closed without a byte of answer
+            while await server.read_request(reader) is not None:
+                writer.write(json_answer(b"two"))
+                await writer.drain()
+
+        async with Server(handler) as server:
+            upstream = client()
+            first = await upstream.post(server.url, b"1", HEADERS)
+            assert await first.read() == b"one"
+            first.release()
+            second = await upstream.post(server.url, b"2", HEADERS)
+            assert await second.read() == b"two"
+            second.release()
+            assert server.connections == 2
+            assert [body for _, body in server.requests] == [b"1", b"2", b"2"]
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_idle_connection_closed_by_server_is_not_used(run: Any) -> None:
+    async def scenario() -> None:
+        closed = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(json_answer(b"x"))
+            await writer.drain()
+            if server.connections == 1:
+                closed.set()
+                return
+            await server.read_request(reader)
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"1", HEADERS)
+            await response.read()
+            response.release()
+            await closed.wait()
+            await until(lambda: not upstream._conns)  # the client noticed the close while idle
+            response = await upstream.post(server.url, b"2", HEADERS)
+            assert await response.read() == b"x"
+            response.release()
+            assert server.connections == 2
+            await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("reused", [True, False])
+def test_no_retry_once_answer_bytes_arrived_or_on_a_new_connection(run: Any, reused: bool) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if reused:
+                await server.read_request(reader)
+                writer.write(json_answer(b"one"))
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Le" if reused else b"")
+            await writer.drain()
+
+        async with Server(handler) as server:
+            upstream = client()
+            if reused:
+                first = await upstream.post(server.url, b"1", HEADERS)
+                await first.read()
+                first.release()
+            with pytest.raises(Disconnected):
+                await upstream.post(server.url, b"2", HEADERS)
+            assert server.connections == 1
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_connect_refused_is_connect_error(run: Any) -> None:
+    async def scenario() -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        upstream = client()
+        with pytest.raises(ConnectError) as caught:
+            await upstream.post(f"http://127.0.0.1:{port}/", b"", HEADERS)
+        assert not isinstance(caught.value, ConnectTimeout)
+        await upstream.close()
+
+    run(scenario)
+
+
+def test_unresolvable_host_is_connect_error(run: Any) -> None:
+    async def scenario() -> None:
+        upstream = client()
+        with pytest.raises(ConnectError):
+            await upstream.post("http://no-such-host.invalid/", b"", HEADERS)
+        await upstream.close()
+
+    run(scenario)
+
+
+def test_tls_handshake_stall_is_connect_timeout_and_closes_the_socket(run: Any) -> None:
+    async def scenario() -> None:
+        eof = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await saw_eof(reader)  # accepts, reads the ClientHello, never answers
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client(connect_timeout=0.3)
+            with pytest.raises(ConnectTimeout):
+                await upstream.post(f"https://127.0.0.1:{server.port}/", b"", HEADERS)
+            await eof.wait()  # the half-open TLS connection was closed, not leaked
+            assert not upstream._conns
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_full_backlog_is_connect_timeout(run: Any) -> None:
+    async def scenario() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        try:
+            # Fill the accept queue (never accepted) so further SYNs are dropped and connect hangs.
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(listener.getsockname())
+                fillers.append(filler)
+            upstream = client(connect_timeout=0.3)
+            with pytest.raises(ConnectTimeout):
+                await upstream.post(f"http://127.0.0.1:{listener.getsockname()[1]}/", b"", HEADERS)
+            await upstream.close()
+        finally:
+            for filler in fillers:
+                filler.close()
+            listener.close()
+
+    run(scenario)
+
+
+def test_no_answer_is_read_timeout_and_closes(run: Any) -> None:
+    async def scenario() -> None:
+        eof = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            await saw_eof(reader)
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client(idle_timeout=0.3)
+            with pytest.raises(ReadTimeout):
+                await upstream.post(server.url, b"", HEADERS)
+            await eof.wait()
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_body_stall_is_read_timeout_but_a_slow_reader_is_not(run: Any) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
+            await writer.drain()
+            await saw_eof(reader)  # then nothing more
+
+        async with Server(handler) as server:
+            upstream = client(idle_timeout=0.3)
+            response = await upstream.post(server.url, b"", HEADERS)
+            # A reader busy elsewhere for longer than idle_timeout still gets what arrived.
+            await asyncio.sleep(0.6)
+            chunks = response.content.iter_any()
+            assert await chunks.__anext__() == b"one"
+            with pytest.raises(ReadTimeout):
+                await chunks.__anext__()
+            with pytest.raises(ReadTimeout):  # and stays failed
+                await response.read()
+            response.close()
+            await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_server_dying_mid_body_is_disconnected(run: Any, framing: str) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            if framing == "chunked":
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+            await writer.drain()
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"", HEADERS)
+            received = b""
+            with pytest.raises(Disconnected):
+                async for chunk in response.content.iter_any():
+                    received += chunk
+            assert received == b"hello"  # what arrived before the end is still delivered
+            assert not response.content.at_eof()
+            response.release()  # not reusable: closes
+            assert not upstream._idle.get(("http", "127.0.0.1", server.port))
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_close_mid_body_is_seen_by_the_server(run: Any) -> None:
+    async def scenario() -> None:
+        eof = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            await writer.drain()
+            await saw_eof(reader)
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"", HEADERS)
+            assert await response.content.read(5) == b"hello"
+            response.close()
+            await eof.wait()
+            with pytest.raises(Disconnected):
+                await response.content.read(1)
+            await until(lambda: not upstream._conns)
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_release_pools_only_fully_read_answers(run: Any) -> None:
+    async def scenario() -> None:
+        eofs: list[asyncio.Event] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            eof = asyncio.Event()
+            eofs.append(eof)
+            while await server.read_request(reader) is not None:
+                writer.write(json_answer(b"0123456789"))
+                await writer.drain()
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client()
+            whole = await upstream.post(server.url, b"", HEADERS)
+            assert await whole.content.read(4) == b"0123"
+            assert await whole.content.read(100) == b"456789"
+            whole.release()
+            again = await upstream.post(server.url, b"", HEADERS)
+            assert server.connections == 1
+            assert await again.content.read(3) == b"012"
+            again.release()  # partly read: must not be pooled
+            await eofs[0].wait()
+            third = await upstream.post(server.url, b"", HEADERS)
+            assert await third.read() == b"0123456789"
+            third.release()
+            assert server.connections == 2
+            await upstream.close()
+            await eofs[1].wait()  # close() closes pooled connections too
+            with pytest.raises(ConnectError):
+                await upstream.post(server.url, b"", HEADERS)
+
+    run(scenario)
+
+
+def test_connection_close_and_http10_answers_are_not_pooled(run: Any) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            if server.connections == 1:
+                writer.write(json_answer(b"closing", b"Connection: close\r\n"))
+            else:  # HTTP/1.0 style: no length, the body ends with the connection
+                writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+                await writer.drain()
+                return
+            await writer.drain()
+            await saw_eof(reader)
+
+        async with Server(handler) as server:
+            upstream = client()
+            first = await upstream.post(server.url, b"", HEADERS)
+            assert await first.read() == b"closing"
+            first.release()
+            second = await upstream.post(server.url, b"", HEADERS)
+            assert await second.read() == b"until the end"
+            assert second.content.at_eof()
+            second.release()
+            assert server.connections == 2
+            assert not upstream._idle.get(("http", "127.0.0.1", server.port))
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_garbage_answer_is_protocol_error(run: Any) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"SPDY/9 what\r\n\r\n")
+            await writer.drain()
+            await saw_eof(reader)
+
+        async with Server(handler) as server:
+            upstream = client()
+            with pytest.raises(ProtocolError):
+                await upstream.post(server.url, b"", HEADERS)
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_idle_pooled_connections_expire(run: Any) -> None:
+    async def scenario() -> None:
+        eof = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await server.read_request(reader) is not None:
+                writer.write(json_answer(b"x"))
+                await writer.drain()
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client(pool_idle_seconds=0.2)
+            response = await upstream.post(server.url, b"", HEADERS)
+            await response.read()
+            response.release()
+            assert upstream._sweeper is not None
+            await eof.wait()  # the server sees the idle connection closed
+            assert not upstream._idle
+            assert upstream._sweeper is None  # nothing left to watch: no timer
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_slow_reader_pauses_the_socket(run: Any) -> None:
+    size = 50 * 1024 * 1024
+
+    async def scenario() -> None:
+        transports: list[asyncio.WriteTransport] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            transports.append(writer.transport)
+            block = bytes(range(256)) * 4096  # 1 MiB
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            for _ in range(size // len(block)):
+                writer.write(block)
+            await writer.drain()
+            await saw_eof(reader)
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"", HEADERS)
+            first = await response.content.read(1)
+            # The reader stops; the client must stop reading from the socket, so the data
+            # backs up in the server's own buffer instead of in the client's memory.
+            await until(lambda: response._paused and transports[0].get_write_buffer_size() > size // 2)
+            await asyncio.sleep(0.1)
+            assert response._buffered <= upstream_client.HIGH_WATER + 1024 * 1024
+            assert transports[0].get_write_buffer_size() > size // 2
+            total = len(first)
+            async for chunk in response.content.iter_any():
+                total += len(chunk)
+            assert total == size
+            response.release()
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_cancelled_reader_closes_the_connection(run: Any) -> None:
+    async def scenario() -> None:
+        eofs: list[asyncio.Event] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            eof = asyncio.Event()
+            eofs.append(eof)
+            await server.read_request(reader)
+            if server.connections == 2:  # the first waits for its answer forever
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
+                await writer.drain()
+            await saw_eof(reader)
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client()
+            waiting = asyncio.ensure_future(upstream.post(server.url, b"", HEADERS))
+            await until(lambda: len(server.requests) == 1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await eofs[0].wait()
+
+            response = await upstream.post(server.url, b"", HEADERS)
+            got: list[bytes] = []
+
+            async def consume() -> None:
+                async for chunk in response.content.iter_any():
+                    got.append(chunk)
+
+            reading = asyncio.ensure_future(consume())
+            await until(lambda: got == [b"one"])
+            reading.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reading
+            await eofs[1].wait()
+            response.release()  # after a cancel: never pooled
+            assert not upstream._idle
+            await until(lambda: not upstream._conns)
+            await upstream.close()
+
+    run(scenario)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_with_sni_keep_alive_and_close(run: Any, certificate: tuple[Path, Path]) -> None:
+    cert_path, key_path = certificate
+
+    async def scenario() -> None:
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(cert_path, key_path)
+        names: list[str | None] = []
+        server_context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,func-returns-value]
+        eof = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (request := await server.read_request(reader)) is not None:
+                if request[1] == b"stream":
+                    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
+                    await writer.drain()
+                    await saw_eof(reader)
+                    eof.set()
+                    return
+                writer.write(json_answer(b"secure"))
+                await writer.drain()
+
+        async with Server(handler, server_context) as server:
+            url = f"https://localhost:{server.port}/v1"
+            # The default context does not trust a self-signed certificate.
+            untrusting = client()
+            with pytest.raises(ConnectError):
+                await untrusting.post(url, b"", HEADERS)
+            await untrusting.close()
+
+            upstream = client(ssl_context=ssl.create_default_context(cafile=str(cert_path)))
+            for _ in range(3):
+                response = await upstream.post(url, b"json", HEADERS)
+                assert await response.read() == b"secure"
+                response.release()
+            assert server.connections == 1  # one kept-alive connection (the refused handshake never got here)
+            assert "localhost" in names
+            response = await upstream.post(url, b"stream", HEADERS)
+            assert await response.content.read(3) == b"one"
+            response.close()
+            await eof.wait()
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_headers_that_would_break_the_request_are_refused(run: Any) -> None:
+    async def scenario() -> None:
+        upstream = client()
+        for headers in (
+            {"X-Evil": "a\r\nHost: elsewhere"},
+            [(b"X-Evil", b"a\nb")],
+            {"Content-Length": "5"},
+            [(b"host", b"other")],
+        ):
+            with pytest.raises(ValueError):
+                await upstream.post("http://127.0.0.1:9/", b"", headers)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            await upstream.post("ftp://127.0.0.1/", b"", {})
+        await upstream.close()
+
+    run(scenario)
