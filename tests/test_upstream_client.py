@@ -44,7 +44,8 @@ def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]
 
     def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
         async def bounded() -> Any:
-            return await asyncio.wait_for(scenario(), BOUND)
+            async with asyncio.timeout(BOUND):
+                return await scenario()
 
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(bounded())
@@ -751,5 +752,62 @@ def test_headers_that_would_break_the_request_are_refused(run: Any) -> None:
         with pytest.raises(ValueError):
             await upstream.post("ftp://127.0.0.1/", b"", {})
         await upstream.close()
+
+    run(scenario)
+
+
+def test_no_socket_or_task_outlives_the_client(run: Any) -> None:
+    async def scenario() -> None:
+        ended = {"client": 0, "server": 0}  # who closed each connection
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (request := await server.read_request(reader)) is not None:
+                if request[1] == b"stall":
+                    break
+                if request[1] == b"die":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhalf")
+                    await writer.drain()
+                    ended["server"] += 1
+                    return
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
+                if request[1] != b"partial":
+                    writer.write(b"0\r\n\r\n")
+                await writer.drain()
+            await saw_eof(reader)
+            ended["client"] += 1
+
+        def open_fds() -> int:
+            return len(list(Path("/proc/self/fd").iterdir()))
+
+        async with Server(handler) as server:  # a warm-up, so the loop's own lazily made fds are counted
+            warm = client()
+            await (await warm.post(server.url, b"ok", HEADERS)).read()
+            await warm.close()
+        before = open_fds()
+        async with Server(handler) as server:
+            upstream = client(idle_timeout=0.3)
+            for body in (b"ok", b"partial", b"stall", b"die", b"ok", b"cancel", b"ok"):
+                try:
+                    response = await upstream.post(server.url, body, HEADERS)
+                    if body == b"cancel":
+                        reading = asyncio.ensure_future(response.read())
+                        await until(lambda r=response: bool(r._chunks) or r._complete)  # type: ignore[misc]
+                        reading.cancel()
+                        await asyncio.gather(reading, return_exceptions=True)
+                    elif body == b"partial":
+                        await response.content.read(1)
+                    else:
+                        await response.read()
+                    response.release()
+                except (ReadTimeout, Disconnected):
+                    pass
+            await upstream.close()
+            # Every connection the server accepted ends: closed by the client, or by the server ("die").
+            await until(lambda: ended["client"] + ended["server"] == server.connections)
+            assert ended["server"] == 1
+            assert server.connections == 5  # ok+partial, stall, die, ok+cancel, ok
+        await until(lambda: open_fds() == before)
+        current = asyncio.current_task()
+        assert [task for task in asyncio.all_tasks() if task is not current] == []
 
     run(scenario)
