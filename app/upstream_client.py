@@ -285,18 +285,16 @@ class UpstreamResponse:
 
     def _end(self) -> None:
         self._complete = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._wake()
+        self._settle()
 
     def _abort(self, exc: UpstreamError) -> None:
         if self._error is None and not self._complete:
             self._error = exc
-        self._stop_timer_and_wake()
+        self._settle()
         self._conn.abort()
 
-    def _stop_timer_and_wake(self) -> None:
+    def _settle(self) -> None:
+        """Stop the idle clock (the body ended or failed) and wake the reader."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -312,7 +310,7 @@ class UpstreamResponse:
         if self._error is None:
             when = "during the response" if self._head_done else "before the response"
             self._error = Disconnected(f"upstream closed the connection {when}" + (f": {exc}" if exc else ""))
-        self._stop_timer_and_wake()
+        self._settle()
 
 
 class UpstreamClient:
