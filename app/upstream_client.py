@@ -37,7 +37,7 @@ class ConnectError(UpstreamError):
     """No connection: refused, DNS, TLS. Nothing was sent, so retrying is safe."""
 
 
-class ConnectTimeout(ConnectError):
+class ConnectTimeout(ConnectError, TimeoutError):
     """Connecting (TCP and TLS handshake) took longer than connect_timeout."""
 
 
@@ -45,7 +45,7 @@ class Disconnected(UpstreamError):
     """The connection closed or reset before or during the response."""
 
 
-class ReadTimeout(UpstreamError):
+class ReadTimeout(UpstreamError, TimeoutError):
     """No byte from upstream for idle_timeout while waiting for the head or the body."""
 
 
@@ -314,7 +314,10 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    """HTTP/1.1 POSTs with keep-alive pooling; one instance per worker (per event loop)."""
+    """HTTP/1.1 POSTs with keep-alive pooling; one instance per worker (per event loop).
+
+    ConnectTimeout and ReadTimeout are also TimeoutErrors, so `except TimeoutError` still sees them.
+    """
 
     def __init__(
         self,
@@ -322,11 +325,16 @@ class UpstreamClient:
         idle_timeout: float,
         pool_idle_seconds: float = 60,
         ssl_context: ssl.SSLContext | None = None,
+        *,
+        retry_stale: bool = True,
     ) -> None:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._pool_idle = pool_idle_seconds
         self._ssl = ssl_context
+        # aiohttp 3.14 resends only idempotent methods on a pooled connection that turned out closed
+        # (so never a POST); with False, such a request raises Disconnected as it does there.
+        self._retry_stale = retry_stale
         self._idle: dict[Key, list[_Connection]] = {}
         self._conns: set[_Connection] = set()
         self._targets: dict[str, tuple[Key, bytes]] = {}
@@ -355,11 +363,11 @@ class UpstreamClient:
         while idle:
             conn = idle.pop()
             if not conn.closed and not conn.transport.is_closing():
-                response = await self._exchange(conn, data, reused=True)
+                response = await self._exchange(conn, data, retry_if_stale=self._retry_stale)
                 if response is not None:
                     return response
                 break  # closed by the server while idle: once more on a new connection
-        response = await self._exchange(await self._connect(key), data, reused=False)
+        response = await self._exchange(await self._connect(key), data, retry_if_stale=False)
         assert response is not None
         return response
 
@@ -374,13 +382,13 @@ class UpstreamClient:
             conn.abort()
         await asyncio.sleep(0)  # let connection_lost run, so the sockets are gone when we return
 
-    async def _exchange(self, conn: _Connection, data: bytes, reused: bool) -> UpstreamResponse | None:
+    async def _exchange(self, conn: _Connection, data: bytes, retry_if_stale: bool) -> UpstreamResponse | None:
         response = UpstreamResponse(conn, self._idle_timeout)
         conn.response = conn.sink = response
         conn.transport.write(data)
         while not response._head_done:
             if response._error is not None:
-                if reused and not response._got_bytes and isinstance(response._error, Disconnected):
+                if retry_if_stale and not response._got_bytes and isinstance(response._error, Disconnected):
                     conn.abort()
                     return None
                 raise response._error

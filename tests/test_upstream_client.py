@@ -227,7 +227,7 @@ def test_keep_alive_reuses_one_connection(run: Any) -> None:
     run(scenario)
 
 
-@pytest.mark.parametrize("how", ["fin", "rst"])
+@pytest.mark.parametrize("how", ["fin", "rst", "no-retry"])
 def test_reused_connection_closed_by_server_is_retried_once(run: Any, how: str) -> None:
     async def scenario() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -247,10 +247,16 @@ def test_reused_connection_closed_by_server_is_retried_once(run: Any, how: str) 
                 await writer.drain()
 
         async with Server(handler) as server:
-            upstream = client()
+            upstream = client(retry_stale=how != "no-retry")
             first = await upstream.post(server.url, b"1", HEADERS)
             assert await first.read() == b"one"
             first.release()
+            if how == "no-retry":  # as aiohttp does for a POST: the caller decides
+                with pytest.raises(Disconnected):
+                    await upstream.post(server.url, b"2", HEADERS)
+                assert server.connections == 1
+                await upstream.close()
+                return
             second = await upstream.post(server.url, b"2", HEADERS)
             assert await second.read() == b"two"
             second.release()
@@ -349,8 +355,9 @@ def test_tls_handshake_stall_is_connect_timeout_and_closes_the_socket(run: Any) 
 
         async with Server(handler) as server:
             upstream = client(connect_timeout=0.3)
-            with pytest.raises(ConnectTimeout):
+            with pytest.raises(ConnectTimeout) as caught:
                 await upstream.post(f"https://127.0.0.1:{server.port}/", b"", HEADERS)
+            assert isinstance(caught.value, TimeoutError)  # so `except TimeoutError` code still sees it
             await eof.wait()  # the half-open TLS connection was closed, not leaked
             assert not upstream._conns
             await upstream.close()
@@ -394,8 +401,9 @@ def test_no_answer_is_read_timeout_and_closes(run: Any) -> None:
 
         async with Server(handler) as server:
             upstream = client(idle_timeout=0.3)
-            with pytest.raises(ReadTimeout):
+            with pytest.raises(ReadTimeout) as caught:
                 await upstream.post(server.url, b"", HEADERS)
+            assert isinstance(caught.value, TimeoutError)
             await eof.wait()
             await upstream.close()
 
