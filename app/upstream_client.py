@@ -6,7 +6,8 @@ environment, decompression (we send Accept-Encoding: identity), HTTP/2.
 
 Connections are pooled per (scheme, host, port) without a bound; a connection idle for
 `pool_idle_seconds` is closed by one sweep timer per client. A request on a reused connection that
-dies before any response byte (the server closed it while idle) is sent once more on a new one.
+dies before any response byte (the server closed it while idle) is sent once more on a new one
+(retry_stale=False turns that off).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from urllib.parse import urlsplit
 
 import httptools
 
-# Per-response buffer bounds: reading from the socket pauses above HIGH and resumes below LOW.
+# Per-response buffer bound: reading from the socket pauses above it, and resumes when the reader
+# takes the buffer (every read takes all of it, so the low-water mark is in effect zero).
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 DNS_TTL = 60.0
 _MAX_TARGETS = 256
 _RESERVED = (b"\nhost:", b"\ncontent-length:", b"\ntransfer-encoding:")
