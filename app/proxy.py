@@ -12,24 +12,27 @@ import time
 from collections.abc import Awaitable
 from types import TracebackType
 
-import aiohttp
 import orjson
 from starlette.types import Receive, Send
 
 from app.config import Settings
 from app.errors import JSON_HEADERS, GatewayError, Shape, convert_upstream_error
 from app.logs import RequestLog
+from app.upstream_client import (
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    ReadTimeout,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamResponse,
+)
 from app.vertex import TokenProvider
 from app.wire import send_response
 
 RETRY_STATUSES = frozenset((429, 503))
 # Failures before any response: nothing reached the caller yet, so trying again is safe.
-RETRYABLE_ERRORS = (
-    aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-)
+RETRYABLE_ERRORS = (ConnectError, Disconnected)
 MAX_ERROR_BODY = 1 << 20
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -104,8 +107,8 @@ def _backoff(attempt: int, cap: float) -> float:
 
 
 class Upstream:
-    def __init__(self, session: aiohttp.ClientSession, tokens: TokenProvider, settings: Settings) -> None:
-        self.session = session
+    def __init__(self, client: UpstreamClient, tokens: TokenProvider, settings: Settings) -> None:
+        self.client = client
         self.tokens = tokens
         self.settings = settings
         base = {"Content-Type": "application/json", "Accept-Encoding": "identity", "User-Agent": "llm-gateway"}
@@ -113,11 +116,11 @@ class Upstream:
             True: {**base, "Accept": "text/event-stream"},
             False: {**base, "Accept": "application/json"},
         }
-        # The session's sock_read timeout (UPSTREAM_IDLE_TIMEOUT) already bounds the wait for
-        # headers; a separate timer per request is only needed when the headers bound is tighter.
+        # The client's read timeout (UPSTREAM_IDLE_TIMEOUT) already bounds the wait for headers;
+        # a separate timer per request is only needed when the headers bound is tighter.
         self._headers_timeout = settings.headers_timeout if settings.headers_timeout < settings.idle_timeout else None
 
-    async def open(self, url: str, payload: bytes, stream: bool, log: RequestLog) -> aiohttp.ClientResponse:
+    async def open(self, url: str, payload: bytes, stream: bool, log: RequestLog) -> UpstreamResponse:
         """POST to Vertex; retried only before any response reaches the client."""
         retries = 0
         reauthenticated = False
@@ -127,10 +130,10 @@ class Upstream:
             headers = {**self._headers[stream], "Authorization": f"Bearer {token}"}
             try:
                 if self._headers_timeout is None:
-                    response = await self.session.post(url, data=payload, headers=headers)
+                    response = await self.client.post(url, payload, headers)
                 else:
                     async with asyncio.timeout(self._headers_timeout):
-                        response = await self.session.post(url, data=payload, headers=headers)
+                        response = await self.client.post(url, payload, headers)
             except RETRYABLE_ERRORS as exc:
                 if retries < self.settings.upstream_retries:
                     retries += 1
@@ -141,6 +144,8 @@ class Upstream:
                 raise _unreachable(url, exc) from None
             except TimeoutError as exc:
                 raise _timed_out(self.settings, exc) from None
+            except UpstreamError as exc:
+                raise _unreachable(url, exc) from None
             if response.status == 401 and not reauthenticated:
                 # A token revoked or rotated early: fetch a fresh one and try exactly once more.
                 response.close()
@@ -168,10 +173,10 @@ def _unreachable(url: str, exc: BaseException) -> GatewayError:
 
 
 def _timed_out(settings: Settings, exc: BaseException) -> GatewayError:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, ConnectTimeout):
         what = f"could not connect within {settings.connect_timeout:g} s (UPSTREAM_CONNECT_TIMEOUT)"
-    elif isinstance(exc, aiohttp.SocketTimeoutError):
-        # aiohttp's read timeout also covers the wait for the response headers.
+    elif isinstance(exc, ReadTimeout):
+        # The client's read timeout also covers the wait for the response headers.
         limit = min(settings.idle_timeout, settings.headers_timeout)
         what = f"sent nothing for {limit:g} s (UPSTREAM_HEADERS_TIMEOUT / UPSTREAM_IDLE_TIMEOUT)"
     else:
@@ -241,7 +246,7 @@ class UsageSniffer:
                         self.usage = {**(self.usage or {}), **found}
 
 
-async def relay(response: aiohttp.ClientResponse, shape: Shape, stream: bool, send: Send, log: RequestLog) -> None:
+async def relay(response: UpstreamResponse, shape: Shape, stream: bool, send: Send, log: RequestLog) -> None:
     """Send Vertex's answer to the client; the caller closes `response`."""
     log.status = response.status
     retry_after = response.headers.get("Retry-After")
@@ -274,7 +279,7 @@ async def relay(response: aiohttp.ClientResponse, shape: Shape, stream: bool, se
             sniffer.feed(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         log.outcome = None
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except UpstreamError as exc:
         # Headers are out, so the status cannot change: end the stream cleanly and say why in the log.
         log.outcome = "upstream_died_mid_stream"
         log.error = f"{type(exc).__name__}: {exc}"
@@ -296,11 +301,11 @@ async def _read_or_fail(read: Awaitable[bytes]) -> bytes:
     """A whole (non-streamed) upstream body; nothing was sent yet, so a failure can still be a clean error."""
     try:
         return await read
-    except TimeoutError:
+    except ReadTimeout:
         raise GatewayError(
             504, "Vertex AI stopped sending its answer midway (UPSTREAM_IDLE_TIMEOUT); retry", code="upstream_timeout"
         ) from None
-    except aiohttp.ClientError as exc:
+    except UpstreamError as exc:
         raise GatewayError(
             502, f"Vertex AI broke off its answer ({type(exc).__name__}: {exc}); retry", code="upstream_broken"
         ) from None

@@ -3,8 +3,6 @@
 import asyncio
 import logging
 
-import aiohttp
-
 from app.aliases import ModelTable
 from app.config import Settings
 from app.errors import GatewayError
@@ -12,7 +10,8 @@ from app.key_sources import KeyRefresher, make_source
 from app.keys import KeyDocumentError, KeyRing
 from app.logs import request_lines
 from app.proxy import Upstream
-from app.vertex import TokenProvider, VertexUrls, make_session
+from app.upstream_client import UpstreamClient
+from app.vertex import TokenProvider, VertexUrls, make_client
 
 log = logging.getLogger("app")
 
@@ -24,7 +23,7 @@ class Gateway:
         self.ring = KeyRing()
         self.tokens = TokenProvider(settings.token_retry_seconds)
         self.refresher: KeyRefresher | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.client: UpstreamClient | None = None
         self.upstream: Upstream | None = None
         self._urls: VertexUrls | None = None
         self._key_setup_error: str | None = None
@@ -55,8 +54,8 @@ class Gateway:
         return self._urls
 
     async def start(self) -> None:
-        self.session = make_session(self.settings)
-        self.upstream = Upstream(self.session, self.tokens, self.settings)
+        self.client = make_client(self.settings)
+        self.upstream = Upstream(self.client, self.tokens, self.settings)
         if self.settings.project:
             # Startup need not wait for Google: the first token arrives in the background.
             self._tasks.append(self.tokens.prewarm())
@@ -82,6 +81,6 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        if self.client is not None:
+            await self.client.close()
         request_lines.flush()

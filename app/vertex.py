@@ -11,11 +11,10 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
-
 from app.aliases import Model
 from app.config import Settings
 from app.errors import GatewayError
+from app.upstream_client import UpstreamClient
 
 log = logging.getLogger("app.vertex")
 
@@ -25,6 +24,9 @@ REFRESH_AHEAD_SECONDS = 300.0
 # A token this close to expiry is not worth sending.
 MIN_TOKEN_LIFE_SECONDS = 10.0
 REFRESH_TIMEOUT_SECONDS = 30.0
+# Idle upstream connections are kept this long: well under the Google front end's own
+# idle limit, so Vertex rarely closes one first, and the sockets of a burst go away within a minute.
+POOL_IDLE_SECONDS = 60.0
 FAILING_REFRESH_WAIT_SECONDS = 2.0
 
 
@@ -137,15 +139,13 @@ class VertexUrls:
         return f"{self._publishers}/{model.publisher}/models/{model.name}:{verb}"
 
 
-def make_session(settings: Settings) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-    return aiohttp.ClientSession(
-        connector=connector,
-        # A shared client must never carry one caller's cookies to the next.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.idle_timeout
-        ),
-        skip_auto_headers=("User-Agent",),
-        auto_decompress=True,
+def make_client(settings: Settings) -> UpstreamClient:
+    # Our own keep-alive HTTP/1.1 client: half aiohttp's CPU per request (SPEC.md, bench/RESULTS.md).
+    # retry_stale=False: a POST is never resent behind the gateway's back; Upstream.open's
+    # own retry rules (counted, logged, with backoff) cover a pooled connection found closed.
+    return UpstreamClient(
+        connect_timeout=settings.connect_timeout,
+        idle_timeout=settings.idle_timeout,
+        pool_idle_seconds=POOL_IDLE_SECONDS,
+        retry_stale=False,
     )
