@@ -348,7 +348,7 @@ def machine_info() -> dict[str, str]:
         "wrk": wrk_v[0].split(" [")[0] if wrk_v else "-",
         "gateway deps": ", ".join(
             f"{d} {version(d)}"
-            for d in ("starlette", "uvicorn", "gunicorn", "uvloop", "httptools", "aiohttp", "orjson")
+            for d in ("starlette", "uvicorn", "gunicorn", "uvloop", "httptools", "orjson")
         ),
         "litellm": litellm_version(),
         # Other work on the machine skews every number; this makes it visible.
@@ -807,7 +807,7 @@ def main() -> int:
         "--settle",
         type=float,
         default=135.0,
-        help="max wait for fds after the soak (aiohttp closes idle pooled connections 60-120 s after use)",
+        help="max wait for fds after the soak (the upstream pool closes idle connections 60-120 s after use)",
     )
     p.add_argument("--startup-rounds", type=int, default=5)
     p.add_argument("--skip-gateway", action="store_true")
