@@ -347,8 +347,7 @@ def machine_info() -> dict[str, str]:
         + ("" if APP_ROOT == ROOT else f" (app root {APP_ROOT})"),
         "wrk": wrk_v[0].split(" [")[0] if wrk_v else "-",
         "gateway deps": ", ".join(
-            f"{d} {version(d)}"
-            for d in ("starlette", "uvicorn", "gunicorn", "uvloop", "httptools", "orjson")
+            f"{d} {version(d)}" for d in ("starlette", "uvicorn", "gunicorn", "uvloop", "httptools", "orjson")
         ),
         "litellm": litellm_version(),
         # Other work on the machine skews every number; this makes it visible.
