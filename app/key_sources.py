@@ -22,7 +22,8 @@ SECRET_ACCESS_TIMEOUT_SECONDS = 10.0
 
 class KeySource(Protocol):
     description: str
-    refreshes: bool
+    refreshes: bool  # re-read every interval
+    remote: bool  # a network call: load in the background, never hold up startup
 
     def fetch(self) -> tuple[bytes, str] | None:
         """The raw document and a version label, or None when unchanged."""
@@ -30,6 +31,7 @@ class KeySource(Protocol):
 
 class InlineSource:
     refreshes = False
+    remote = False
 
     def __init__(self, raw: str) -> None:
         self._raw = raw.encode()
@@ -41,6 +43,7 @@ class InlineSource:
 
 class FileSource:
     refreshes = True  # cheap: a stat per interval, re-read only when it changed
+    remote = False
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -60,6 +63,7 @@ class FileSource:
 
 class SecretManagerSource:
     refreshes = True
+    remote = True
 
     def __init__(self, secret: str, project: str | None, endpoint: str | None) -> None:
         if not secret.startswith("projects/"):

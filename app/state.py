@@ -73,7 +73,7 @@ class Gateway:
             return
         self.refresher = KeyRefresher(self.ring, source, self.settings.keys_refresh_seconds)
         # Inline and file keys load before the first request; a remote secret loads in the background.
-        if not source.refreshes or self.settings.keys_file:
+        if not source.remote:
             await self.refresher.load_once()
         self._tasks.append(asyncio.get_running_loop().create_task(self.refresher.run()))
 
