@@ -456,14 +456,8 @@ class UpstreamClient:
         return infos
 
     def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:  # created on first use: loading the CA store takes milliseconds
-            context = ssl.create_default_context()
-            if not context.cert_store_stats()["x509_ca"]:  # a minimal image without CA certificates
-                import certifi
-
-                context.load_verify_locations(certifi.where())
-            context.set_alpn_protocols(["http/1.1"])
-            self._ssl = context
+        if self._ssl is None:  # created on first use unless given: loading the CA store takes milliseconds
+            self._ssl = default_ssl_context()
         return self._ssl
 
     def _put(self, conn: _Connection) -> None:
@@ -493,3 +487,14 @@ class UpstreamClient:
                 oldest = stack[0].idle_since
         if oldest is not None:
             self._sweeper = loop.call_at(oldest + self._pool_idle, self._sweep)
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """Verifying TLS context: the system CA store, or certifi's where the image has none."""
+    context = ssl.create_default_context()
+    if not context.cert_store_stats()["x509_ca"]:
+        import certifi
+
+        context.load_verify_locations(certifi.where())
+    context.set_alpn_protocols(["http/1.1"])
+    return context

@@ -14,7 +14,7 @@ from typing import Any
 from app.aliases import Model
 from app.config import Settings
 from app.errors import GatewayError
-from app.upstream_client import UpstreamClient
+from app.upstream_client import UpstreamClient, default_ssl_context
 
 log = logging.getLogger("app.vertex")
 
@@ -143,9 +143,12 @@ def make_client(settings: Settings) -> UpstreamClient:
     # Our own keep-alive HTTP/1.1 client: half aiohttp's CPU per request (SPEC.md, bench/RESULTS.md).
     # retry_stale=False: a POST is never resent behind the gateway's back; Upstream.open's
     # own retry rules (counted, logged, with backoff) cover a pooled connection found closed.
+    # The CA store is loaded here, at startup, rather than on the event loop by the first request.
+    tls = default_ssl_context() if settings.vertex_base_url.startswith("https://") else None
     return UpstreamClient(
         connect_timeout=settings.connect_timeout,
         idle_timeout=settings.idle_timeout,
         pool_idle_seconds=POOL_IDLE_SECONDS,
+        ssl_context=tls,
         retry_stale=False,
     )
