@@ -176,6 +176,12 @@ def spawn(
     return Server(name, proc, port, started)
 
 
+def spawn_mock(tmp: Path, port: int, *extra: str) -> Server:
+    """The mock upstream (Vertex + metadata) on the mock's CPU."""
+    argv = [PY, str(BENCH / "mock_upstream.py"), "--port", str(port), *extra]
+    return spawn("mock", argv, CPU_MOCK, base_env(tmp), tmp / "mock.log", port)
+
+
 def http_get(port: int, path: str, timeout: float = 1.0) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
@@ -838,14 +844,7 @@ def main() -> int:
     mock_port = free_port()
     info = machine_info()
     log(f"work dir {tmp}")
-    mock = spawn(
-        "mock",
-        [PY, str(BENCH / "mock_upstream.py"), "--port", str(mock_port), "--chunks", str(args.chunks)],
-        CPU_MOCK,
-        base_env(tmp),
-        tmp / "mock.log",
-        mock_port,
-    )
+    mock = spawn_mock(tmp, mock_port, "--chunks", str(args.chunks))
     try:
         wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
         for kind, body in (("json", json_body), ("stream", stream_body)):

@@ -39,14 +39,7 @@ def main() -> int:
         bodies[kind] = tmp / f"{kind}.json"
         bodies[kind].write_text(json.dumps({**bench.JSON_BODY, "stream": kind == "stream"}))
     mock_port = bench.free_port()
-    mock = bench.spawn(
-        "mock",
-        [bench.PY, str(bench.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
-        bench.CPU_MOCK,
-        bench.base_env(tmp),
-        tmp / "mock.log",
-        mock_port,
-    )
+    mock = bench.spawn_mock(tmp, mock_port)
     servers: list[tuple[str, bench.Server]] = []
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     try:

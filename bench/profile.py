@@ -65,14 +65,7 @@ def main() -> int:
     body = tmp / "body.json"
     body.write_text(json.dumps({**bench.JSON_BODY, "stream": args.kind == "stream"}))
     mock_port, gw_port = bench.free_port(), bench.free_port()
-    mock = bench.spawn(
-        "mock",
-        [bench.PY, str(bench.BENCH / "mock_upstream.py"), "--port", str(mock_port)],
-        bench.CPU_MOCK,
-        bench.base_env(tmp),
-        tmp / "mock.log",
-        mock_port,
-    )
+    mock = bench.spawn_mock(tmp, mock_port)
     try:
         bench.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
         with bench.running(bench.start_gateway(tmp, gw_port, mock_port)) as gw:
