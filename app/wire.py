@@ -14,36 +14,47 @@ def header_map(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
 
+# How far past the limit a body may run and still get a clean 413. Closing the connection on a
+# client that is still sending makes it see a broken pipe, not the answer; below this margin the
+# connection stays open and the rest of the body is read and thrown away (by uvicorn once the
+# response is complete, or here for a chunked body), so the client can finish and read the 413.
+# Beyond it the connection is closed at once: a huge upload is cut off early.
+DRAIN_ALLOWANCE = 4 * 1024 * 1024
+
+
 async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it passes `limit`."""
+    """The whole request body, refused with 413 once it passes `limit` (never buffered past it)."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, close=int(declared) > limit + DRAIN_ALLOWANCE)
     chunks: list[bytes] = []
     size = 0
-    while True:
+    more = True
+    while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone()
         chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
+        more = message.get("more_body", False)
+        size += len(chunk)
+        if size > limit + DRAIN_ALLOWANCE:
+            raise _too_large(limit, close=True)
+        if size > limit:
+            chunks.clear()  # over the limit: read on to the end, keep nothing
+        elif chunk:
             chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    if size > limit:
+        raise _too_large(limit, close=False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _too_large(limit: int) -> GatewayError:
+def _too_large(limit: int, close: bool) -> GatewayError:
     return GatewayError(
         413,
         f"Request body is larger than the gateway's limit of {limit} bytes (MAX_BODY_BYTES): "
         "send a shorter conversation or reference large files instead of inlining them",
         code="request_too_large",
-        # The rest of the body is never read, so this connection cannot be reused.
-        headers=[(b"connection", b"close")],
+        headers=[(b"connection", b"close")] if close else None,
     )
 
 
