@@ -114,7 +114,8 @@ def _aliases(env: Mapping[str, str]) -> dict[str, str]:
         if not ALIAS_RE.match(alias):
             raise ConfigError(f"MODEL_ALIASES: alias {alias!r} must be 1-128 letters, digits or ._@:/-")
         if not isinstance(vertex_id, str) or not VERTEX_ID_RE.match(vertex_id):
-            source = next((v for a, v in ALIAS_OVERRIDE_VARS.items() if a == alias and _get(env, v)), "MODEL_ALIASES")
+            var = ALIAS_OVERRIDE_VARS.get(alias)
+            source = var if var and _get(env, var) else "MODEL_ALIASES"
             raise ConfigError(
                 f"{source}: {alias!r} maps to {vertex_id!r}; a Vertex id must be publisher-qualified, "
                 "like 'google/gemini-2.5-flash' or 'anthropic/claude-sonnet-4-6'"

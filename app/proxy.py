@@ -278,7 +278,6 @@ async def relay(response: UpstreamResponse, shape: Shape, stream: bool, send: Se
             log.response_bytes += len(chunk)
             sniffer.feed(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        log.outcome = None
     except UpstreamError as exc:
         # Headers are out, so the status cannot change: end the stream cleanly and say why in the log.
         log.outcome = "upstream_died_mid_stream"

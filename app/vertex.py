@@ -132,7 +132,7 @@ class VertexUrls:
         prefix = f"{settings.vertex_base_url}/v1/projects/{project}/locations/{settings.location}"
         self.chat_completions = f"{prefix}/endpoints/openapi/chat/completions"
         self._publishers = f"{prefix}/publishers"
-        self.count_tokens = f"{prefix}/publishers/anthropic/models/count-tokens:rawPredict"
+        self.count_tokens = f"{self._publishers}/anthropic/models/count-tokens:rawPredict"
 
     def raw_predict(self, model: Model, stream: bool) -> str:
         verb = "streamRawPredict" if stream else "rawPredict"
