@@ -65,7 +65,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, INTERNAL_ERROR)
 
 
-async def healthz(request: Request) -> Response:
+async def health(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     if gateway.ring.loaded:
         body = {"ok": True, "models": gateway.models.aliases, "keys": len(gateway.ring)}
@@ -120,7 +120,10 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     routes = [
         Route("/", pages.splash, methods=["GET"]),
         Route("/docs", pages.runbook, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        # /health, because Cloud Run's front end answers paths ending in "z" itself (SPEC, platform facts);
+        # /healthz stays for local use and for probes written before.
+        Route("/health", health, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
         Route("/v1/models", ModelList(), methods=["GET"]),
         Route("/v1/models/{model_id:path}", ModelGet(), methods=["GET"]),
         *hot,

@@ -133,7 +133,7 @@ def clean_env(home: str, overrides: dict[str, str | None]) -> dict[str, str]:
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+        with urllib.request.urlopen(url + "/health", timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -146,7 +146,7 @@ def start_gateway(
     timeout: float = START_TIMEOUT,
     log_path: Path | None = None,
 ) -> Gateway:
-    """Start gunicorn on a free port; wait (bounded) for /healthz 200, or only for the port."""
+    """Start gunicorn on a free port; wait (bounded) for /health 200, or only for the port."""
     port = free_port()
     home = tempfile.TemporaryDirectory(prefix="gw-home-")
     overrides: dict[str, str | None] = {
