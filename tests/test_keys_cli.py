@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -388,3 +389,15 @@ def test_a_writer_slipping_in_after_the_check_is_reported(keys: Cli, fake: FakeS
     assert "another writer added version(s) 2..2" in first.stderr
     first.key  # noqa: B018 (the written key is live, so it is still shown once)
     assert [r["id"] for r in document(fake)] == ["alice", "carol"]
+
+
+def test_documents_whose_base64_differs_between_alphabets_are_read(keys: Cli, fake: FakeSecretManager) -> None:
+    # gcloud prints payload.data URL-safe (`-`, `_`); these fields make the standard alphabet's `+` and `/`
+    # appear, so a decoder of the wrong alphabet fails on them.
+    note = "why? >>> ~~~ ünïcödé ???"
+    fake.add_version(SECRET, json.dumps([{"id": "alice", "sha256": sha("alice"), "note": note}], ensure_ascii=False))
+    standard = base64.b64encode(fake.latest_data(SECRET)).decode()
+    assert "+" in standard or "/" in standard, "the fixture must exercise the alphabet difference"
+    keys.ok("issue", "bob")
+    records = {r["id"]: r for r in document(fake)}
+    assert records["alice"]["note"] == note and "bob" in records

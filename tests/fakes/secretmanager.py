@@ -291,7 +291,9 @@ class FakeSecretManager(BackgroundServer):
     def _add_version(self, secret: Secret, body: dict[str, Any]) -> dict[str, Any]:
         payload = body.get("payload") or {}
         try:
-            data = base64.b64decode(payload.get("data", ""), validate=True)
+            # proto3's JSON mapping accepts standard and URL-safe base64, padded or not; gcloud sends URL-safe.
+            text = str(payload.get("data", "")).translate(str.maketrans("-_", "+/"))
+            data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except ValueError as exc:
             raise _ApiError(400, "INVALID_ARGUMENT", "payload.data is not base64") from exc
         if "dataCrc32c" in payload and int(payload["dataCrc32c"]) != crc32c(data):
