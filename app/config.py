@@ -4,6 +4,7 @@ A bad value raises ConfigError naming the variable and what would fix it, so a
 misconfigured revision fails at startup instead of serving wrong answers.
 """
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +38,8 @@ LOCATION_RE = re.compile(r"^[a-z]+(-[a-z]+[0-9]*)?$")
 PROJECT_RE = re.compile(r"^([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 SECRET_RE = re.compile(r"^(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Claude's count-tokens is served in some regions only, not at `global` (SPEC, platform facts).
+DEFAULT_COUNT_TOKENS_LOCATION = "us-east5"
 
 
 class ConfigError(ValueError):
@@ -49,6 +52,9 @@ class Settings:
     project: str | None
     location: str
     vertex_base_url: str
+    # Where Claude's count-tokens goes: the main location, unless that is `global`.
+    count_tokens_location: str
+    count_tokens_base_url: str
     aliases: Mapping[str, str]
     keys_secret: str | None
     keys_file: str | None
@@ -123,13 +129,36 @@ def _aliases(env: Mapping[str, str]) -> dict[str, str]:
     return aliases
 
 
-def _base_url(env: Mapping[str, str], location: str) -> str:
-    raw = _get(env, "VERTEX_BASE_URL")
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _endpoint(env: Mapping[str, str], name: str, example: str) -> str | None:
+    """A scheme-and-host override; plain http only to this machine, since a Google token would travel in clear."""
+    raw = _get(env, name)
     if raw is None:
-        return default_vertex_base_url(location)
-    if not re.match(r"^https?://[^/\s]+$", raw.rstrip("/")):
-        raise ConfigError(f"VERTEX_BASE_URL={raw!r} must be a scheme and host, like https://aiplatform.googleapis.com")
+        return None
+    match = re.match(r"^(https?)://(\[[0-9A-Fa-f:.]+\]|[^/\s:]+)(:[0-9]{1,5})?$", raw.rstrip("/"))
+    if match is None:
+        raise ConfigError(f"{name}={raw!r} must be a scheme and host, like {example}")
+    if match[1] == "http" and not _is_loopback(match[2]):
+        raise ConfigError(
+            f"{name}={raw!r} is plain http to another machine, which would send the gateway's Google token in "
+            f"clear text: use https (like {example}), or http only to a loopback address for a local fake"
+        )
     return raw.rstrip("/")
+
+
+def _location(env: Mapping[str, str], name: str, default: str) -> str:
+    location = _get(env, name) or default
+    if not LOCATION_RE.match(location):
+        raise ConfigError(f"{name}={location!r} is invalid: use 'global', 'us', 'eu' or a region like 'us-central1'")
+    return location
 
 
 def _betas(env: Mapping[str, str]) -> frozenset[str]:
@@ -141,11 +170,11 @@ def _betas(env: Mapping[str, str]) -> frozenset[str]:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    location = _get(env, "VERTEX_LOCATION") or "global"
-    if not LOCATION_RE.match(location):
-        raise ConfigError(
-            f"VERTEX_LOCATION={location!r} is invalid: use 'global', 'us', 'eu' or a region like 'us-central1'"
-        )
+    location = _location(env, "VERTEX_LOCATION", "global")
+    base_url = _endpoint(env, "VERTEX_BASE_URL", "https://aiplatform.googleapis.com")
+    count_tokens_location = location
+    if location == "global":
+        count_tokens_location = _location(env, "CLAUDE_COUNT_TOKENS_LOCATION", DEFAULT_COUNT_TOKENS_LOCATION)
     project = _get(env, "GOOGLE_CLOUD_PROJECT")
     if project is not None and not PROJECT_RE.match(project):
         raise ConfigError(
@@ -157,18 +186,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = (_get(env, "LOG_LEVEL") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
-    endpoint = _get(env, "SECRET_MANAGER_ENDPOINT")
+    endpoint = _endpoint(env, "SECRET_MANAGER_ENDPOINT", "https://secretmanager.googleapis.com")
     return Settings(
         port=int(_number(env, "PORT", 8080, 1, whole=True)),
         project=project,
         location=location,
-        vertex_base_url=_base_url(env, location),
+        vertex_base_url=base_url or default_vertex_base_url(location),
+        # An explicit VERTEX_BASE_URL (a private endpoint, a local fake) serves every location.
+        count_tokens_base_url=base_url or default_vertex_base_url(count_tokens_location),
+        count_tokens_location=count_tokens_location,
         aliases=_aliases(env),
         keys_secret=secret,
         keys_file=_get(env, "API_KEYS_FILE"),
         keys_json=_get(env, "API_KEYS_JSON"),
         keys_refresh_seconds=_number(env, "KEYS_REFRESH_SECONDS", 60, 1),
-        secret_manager_endpoint=endpoint.rstrip("/") if endpoint else None,
+        secret_manager_endpoint=endpoint,
         log_level=log_level,
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 32 * 1024 * 1024, 1024, whole=True)),
         connect_timeout=_number(env, "UPSTREAM_CONNECT_TIMEOUT", 10, 0.1),

@@ -132,7 +132,10 @@ class VertexUrls:
         prefix = f"{settings.vertex_base_url}/v1/projects/{project}/locations/{settings.location}"
         self.chat_completions = f"{prefix}/endpoints/openapi/chat/completions"
         self._publishers = f"{prefix}/publishers"
-        self.count_tokens = f"{self._publishers}/anthropic/models/count-tokens:rawPredict"
+        count_tokens_prefix = (
+            f"{settings.count_tokens_base_url}/v1/projects/{project}/locations/{settings.count_tokens_location}"
+        )
+        self.count_tokens = f"{count_tokens_prefix}/publishers/anthropic/models/count-tokens:rawPredict"
 
     def raw_predict(self, model: Model, stream: bool) -> str:
         verb = "streamRawPredict" if stream else "rawPredict"

@@ -61,6 +61,8 @@ def test_model_overrides() -> None:
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"MAX_BODY_BYTES": "12.5"}, "MAX_BODY_BYTES"),
         ({"UPSTREAM_RETRIES": "-2"}, "UPSTREAM_RETRIES"),
+        ({"CLAUDE_COUNT_TOKENS_LOCATION": "us east"}, "CLAUDE_COUNT_TOKENS_LOCATION"),
+        ({"VERTEX_BASE_URL": "https://aiplatform.googleapis.com/v1"}, "VERTEX_BASE_URL"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:
@@ -72,3 +74,17 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["VERTEX_BASE_URL", "SECRET_MANAGER_ENDPOINT"])
+@pytest.mark.parametrize("url", ["http://vertex.example.com", "http://10.0.0.7:8080", "http://[2001:db8::1]"])
+def test_plain_http_to_another_machine_is_refused(name: str, url: str) -> None:
+    # The service-account token rides on every call: in clear text only to this machine.
+    with pytest.raises(ConfigError, match=f"{name}=.*clear text"):
+        load_settings({name: url})
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://localhost:8080", "http://[::1]:80", "https://x.example"])
+def test_https_or_loopback_endpoints_are_accepted(url: str) -> None:
+    settings = load_settings({"VERTEX_BASE_URL": url + "/", "SECRET_MANAGER_ENDPOINT": url})
+    assert settings.vertex_base_url == url and settings.secret_manager_endpoint == url

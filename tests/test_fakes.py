@@ -230,10 +230,9 @@ def test_fake_vertex_claude_routes(vertex: FakeVertex) -> None:
     status, text = asyncio.run(post(CLAUDE + ":streamRawPredict", {**good, "stream": True}))
     events = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
     assert events[0] == "message_start" and events[-2:] == ["message_delta", "message_stop"] and "ping" in events
-    counted = asyncio.run(
-        post(
-            CLAUDE.rsplit("/", 1)[0] + "/count-tokens:rawPredict",
-            {**good, "model": "claude-sonnet-4-6"},
-        )
-    )
+    count_tokens = CLAUDE.rsplit("/", 1)[0] + "/count-tokens:rawPredict"
+    counted = asyncio.run(post(count_tokens.replace("/global/", "/us-east5/"), {**good, "model": "claude-sonnet-4-6"}))
     assert counted[0] == 200 and json.loads(counted[1])["input_tokens"] > 0
+    # Not served at `global`, as on Vertex.
+    at_global = asyncio.run(post(count_tokens, {**good, "model": "claude-sonnet-4-6"}))
+    assert at_global[0] == 404 and "NOT_FOUND" in at_global[1]

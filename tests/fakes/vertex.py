@@ -42,6 +42,11 @@ CLAUDE_PATH = re.compile(
     _PREFIX + r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<verb>rawPredict|streamRawPredict)$"
 )
 
+# Google's "Count tokens for Claude models" page lists these regions, and `global` is not one of them.
+COUNT_TOKENS_LOCATIONS = frozenset(
+    ("us-east5", "europe-west1", "asia-east1", "asia-southeast1", "us-central1", "europe-west4")
+)
+
 GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -234,6 +239,13 @@ class FakeVertex(BackgroundServer):
         if chat:
             return await self._chat(request, rec, body, controls)
         if claude and rec.route == "count_tokens" and claude["verb"] == "rawPredict":
+            if claude["location"] not in COUNT_TOKENS_LOCATIONS:
+                # As Vertex does: count-tokens exists in some regions only, never at `global`.
+                return self._error(
+                    404,
+                    f"Publisher Model `projects/{claude['project']}/locations/{claude['location']}/publishers/"
+                    "anthropic/models/count-tokens` was not found or your project does not have access to it.",
+                )
             if not isinstance(body.get("model"), str):
                 return self._error(400, 'Invalid request: "model" is required for count-tokens.')
             return web.json_response(count_tokens(body))
