@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Ship the gateway: build the image with Cloud Build (tagged by git commit), apply infra/
-# with Terraform, wait for the new revision, smoke-test /healthz and print the service URL
+# with Terraform, wait for the new revision, smoke-test /health and print the service URL
 # as the last line on stdout. Re-runnable; logs go to stderr. Runbook: docs/deploy.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly ROOT
 readonly IMAGE_NAME="llm-gateway"
+readonly SERVICE_ADDRESS="google_cloud_run_v2_service.gateway"
 # What Terraform itself needs before it can enable the rest (infra/apis.tf), plus the build.
 readonly BOOTSTRAP_APIS=(cloudresourcemanager.googleapis.com serviceusage.googleapis.com
   artifactregistry.googleapis.com cloudbuild.googleapis.com)
@@ -82,13 +83,41 @@ wait_ready() {
   die "revision ${created:-?} not ready: gcloud run revisions describe ${created:-REVISION} --region $REGION"
 }
 
+# /health, never /healthz: Cloud Run's front end answers some paths ending in "z" itself
+# with a 404 that never reaches the container (SPEC.md, platform facts).
 smoke_test() {
   local i
   for ((i = 1; i <= 10; i++)); do
-    run curl -fsS --max-time 10 "$1/healthz" && { ((DRY_RUN)) || log "healthz ok"; return 0; }
+    run curl -fsS --max-time 10 "$1/health" && { ((DRY_RUN)) || log "health ok"; return 0; }
     sleep "$POLL_SECONDS"
   done
-  die "$1/healthz did not answer 200: check the logs (gcloud run services logs read)"
+  die "$1/health did not answer 200: check the logs (gcloud run services logs read)"
+}
+
+# True when `terraform show -json` output ($1) marks the resource at address $2 as tainted.
+# The JSON is one line; cutting it before every resource object keeps each resource's own
+# fields (its "tainted": true comes after its values) on one line.
+is_tainted() {
+  local resources line
+  resources="${1//'{"address":'/$'\n''{"address":'}"
+  line="$(grep -F "{\"address\":\"$2\"," <<<"$resources" || true)"
+  [[ $line == *'"tainted":true'* ]]
+}
+
+# A create that failed (e.g. a first revision that never got ready) leaves the service in the
+# state marked tainted; Terraform then plans to replace it, which deletion_protection refuses,
+# so every later deploy would fail. The service exists: untaint it so the apply updates it in
+# place with a new revision. With --plan, only say what to run.
+untaint_failed_create() {
+  local state
+  state="$(terraform -chdir="$ROOT/infra" show -json 2>/dev/null || true)"
+  is_tainted "$state" "$SERVICE_ADDRESS" || return 0
+  if ((PLAN)); then
+    log "warning: $SERVICE_ADDRESS is tainted (an earlier create failed), so this plan replaces it and an apply would be refused by deletion_protection; ./deploy.sh untaints it, or run: terraform -chdir=infra untaint $SERVICE_ADDRESS"
+    return 0
+  fi
+  log "$SERVICE_ADDRESS is tainted (an earlier create failed): untainting it, so this apply updates the service in place instead of replacing a deletion-protected one"
+  tf untaint "$SERVICE_ADDRESS"
 }
 
 main() {
@@ -125,12 +154,15 @@ main() {
     IMAGE="$REGION-docker.pkg.dev/$PROJECT/$repo/$IMAGE_NAME:$(source_tag)"
     build=1
   fi
-  local vars=(-input=false -var "project_id=$PROJECT" -var "region=$REGION" -var "image=$IMAGE")
+  # Terraform lets the later of -var-file and -var win: the file first, so flags win over it.
+  local vars=(-input=false)
   [[ -n $TFVARS ]] && vars+=(-var-file="$TFVARS")
+  vars+=(-var "project_id=$PROJECT" -var "region=$REGION" -var "image=$IMAGE")
   log "project $PROJECT, region $REGION, image $IMAGE"
 
   if ((PLAN)); then
     tf init -input=false
+    untaint_failed_create
     tf plan "${vars[@]}"
     return 0
   fi
@@ -149,7 +181,7 @@ main() {
   grep -qx 'google_artifact_registry_repository.images' <<<"$found" ||
     tf import "${vars[@]}" google_artifact_registry_repository.images \
       "projects/$PROJECT/locations/$REGION/repositories/$repo"
-  # A revision without keys never passes its /healthz startup probe: create the secret first.
+  # A revision without keys never passes its /health startup probe: create the secret first.
   found="$(gcloud secrets versions list "$secret" --project "$PROJECT" --filter 'state:ENABLED' \
     --limit 1 --format 'value(name)' 2>/dev/null || true)"
   if [[ -z $found ]]; then
@@ -157,6 +189,7 @@ main() {
     ((DRY_RUN)) || die "secret $secret has no key yet: scripts/keys --project $PROJECT --secret $secret issue NAME, then re-run"
     log "a real run stops here until secret $secret has a key"
   fi
+  untaint_failed_create
   tf apply -auto-approve "${vars[@]}"
 
   # With no state, `terraform output` prints a warning on stdout and exits 0: keep URLs only.

@@ -1,6 +1,8 @@
 locals {
   # APIs the service needs at run time and at deploy time; dns only when Terraform
-  # manages the record. Enabled here so a plain `terraform apply` works too.
+  # manages the record. Not enough for a plain `terraform apply` on an empty project:
+  # deploy.sh first enables the bootstrap APIs Terraform itself needs (Cloud Resource
+  # Manager, Service Usage) and builds the image that var.image names.
   apis = setunion(
     [
       "aiplatform.googleapis.com",
@@ -27,11 +29,16 @@ locals {
 
   image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository_id}"
 
-  service_env = {
+  # Set only when the operator chose aliases: without MODEL_ALIASES the gateway serves its
+  # own defaults (app/config.py DEFAULT_ALIASES, the table in README), the one source of truth.
+  model_env = length(var.model_aliases) == 0 ? {} : { MODEL_ALIASES = jsonencode(var.model_aliases) }
+
+  service_env = merge(local.model_env, {
     API_KEYS_SECRET      = google_secret_manager_secret.keys.id
     GOOGLE_CLOUD_PROJECT = var.project_id
     KEYS_REFRESH_SECONDS = tostring(var.keys_refresh_seconds)
-    MODEL_ALIASES        = jsonencode(var.model_aliases)
     VERTEX_LOCATION      = var.vertex_location
-  }
+    # One gunicorn worker per vCPU Cloud Run gives the instance (the container may see more).
+    WEB_CONCURRENCY = var.cpu
+  })
 }

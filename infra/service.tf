@@ -50,15 +50,16 @@ resource "google_cloud_run_v2_service" "gateway" {
         }
       }
 
-      # /healthz answers 200 only once the key ring is loaded, so a revision whose keys
-      # cannot be read never receives traffic.
+      # /health answers 200 only once the key ring is loaded, so a revision whose keys
+      # cannot be read never receives traffic. Not /healthz: Cloud Run reserves some paths
+      # ending in "z" (SPEC.md, platform facts).
       startup_probe {
         initial_delay_seconds = 0
         period_seconds        = 2
         timeout_seconds       = 2
         failure_threshold     = 30
         http_get {
-          path = "/healthz"
+          path = "/health"
         }
       }
 
@@ -67,7 +68,7 @@ resource "google_cloud_run_v2_service" "gateway" {
         timeout_seconds   = 5
         failure_threshold = 3
         http_get {
-          path = "/healthz"
+          path = "/health"
         }
       }
     }

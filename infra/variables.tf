@@ -138,6 +138,17 @@ variable "memory" {
     condition     = can(regex("^[1-9][0-9]*(Mi|Gi)$", var.memory))
     error_message = "memory must be a size such as \"512Mi\" or \"1Gi\" (Cloud Run needs at least 512Mi with a full CPU)."
   }
+
+  # Cloud Run refuses other combinations at deploy time (SPEC.md, platform facts). try(): a
+  # malformed cpu or memory is reported by its own rule, not as a combination.
+  validation {
+    condition = try(
+      (parseint(regex("^[0-9]+", var.memory), 10) * (endswith(var.memory, "Gi") ? 1024 : 1)) >= { "1" = 0, "2" = 0, "4" = 2048, "6" = 4096, "8" = 4096 }[var.cpu] &&
+      (parseint(regex("^[0-9]+", var.memory), 10) * (endswith(var.memory, "Gi") ? 1024 : 1)) <= { "1" = 4096, "2" = 8192, "4" = 16384, "6" = 24576, "8" = 32768 }[var.cpu],
+      true,
+    )
+    error_message = "memory does not fit cpu: Cloud Run allows up to 4Gi with 1 vCPU, up to 8Gi with 2, 2Gi to 16Gi with 4, 4Gi to 24Gi with 6 and 4Gi to 32Gi with 8; raise memory (e.g. memory = \"2Gi\" for cpu = \"4\") or lower cpu."
+  }
 }
 
 variable "min_instances" {
@@ -152,19 +163,16 @@ variable "min_instances" {
 }
 
 variable "model_aliases" {
-  description = "Map of client-facing model alias to Vertex AI model id (publisher-qualified, e.g. \"google/gemini-2.5-flash\"); passed to the gateway as MODEL_ALIASES."
+  description = "Map of client-facing model alias to Vertex AI model id (publisher-qualified, e.g. \"google/gemini-2.5-flash\"), passed to the gateway as MODEL_ALIASES and replacing its defaults. Empty (the default): MODEL_ALIASES is not set and the gateway serves its built-in aliases, the table in README.md."
   type        = map(string)
-  default = {
-    "flash"       = "google/gemini-2.5-flash"
-    "pro-preview" = "google/gemini-3.1-pro-preview"
-  }
+  default     = {}
 
   validation {
-    condition = length(var.model_aliases) > 0 && alltrue([
+    condition = alltrue([
       for alias, model in var.model_aliases :
       can(regex("^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$", alias)) && can(regex("^(google|anthropic)/[A-Za-z0-9][A-Za-z0-9._@-]*$", model))
     ])
-    error_message = "model_aliases must be a non-empty map like { flash = \"google/gemini-2.5-flash\" }: aliases are 1-128 letters, digits or ._@:/-, and each model id is publisher-qualified (google/... or anthropic/..., e.g. \"anthropic/claude-sonnet-4-6\")."
+    error_message = "model_aliases must be a map like { flash = \"google/gemini-2.5-flash\" } (or {} for the gateway's defaults): aliases are 1-128 letters, digits or ._@:/-, and each model id is publisher-qualified (google/... or anthropic/..., e.g. \"anthropic/claude-sonnet-4-6\")."
   }
 }
 

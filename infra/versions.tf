@@ -1,5 +1,5 @@
 terraform {
-  # 1.9+ lets a variable's validation refer to other variables (min/max instances).
+  # 1.9+ lets a variable's validation refer to other variables (min/max instances, cpu/memory).
   required_version = ">= 1.9"
 
   required_providers {
