@@ -19,9 +19,14 @@ from app.config import Settings
 from app.errors import JSON_HEADERS, GatewayError, Shape, convert_upstream_error
 from app.logs import RequestLog
 from app.upstream_client import (
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    BodyTooLarge,
     ConnectError,
     ConnectTimeout,
     Disconnected,
+    HeadersTimeout,
+    HeadersTooLarge,
     ReadTimeout,
     UpstreamClient,
     UpstreamError,
@@ -34,6 +39,10 @@ RETRY_STATUSES = frozenset((429, 503))
 # Failures before any response: nothing reached the caller yet, so trying again is safe.
 RETRYABLE_ERRORS = (ConnectError, Disconnected)
 MAX_ERROR_BODY = 1 << 20
+# A whole (non-stream) answer is held in memory before it is sent. Cloud Run cannot return a larger
+# HTTP/1 response anyway (its documented limit is 32 MiB; only streamed answers may be longer), and
+# JSON answers, even with inline images, stay far below it.
+MAX_WHOLE_BODY = 32 << 20
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -116,9 +125,9 @@ class Upstream:
             True: {**base, "Accept": "text/event-stream"},
             False: {**base, "Accept": "application/json"},
         }
-        # The client's read timeout (UPSTREAM_IDLE_TIMEOUT) already bounds the wait for headers;
-        # a separate timer per request is only needed when the headers bound is tighter.
-        self._headers_timeout = settings.headers_timeout if settings.headers_timeout < settings.idle_timeout else None
+        # A deadline for the whole response head, kept by the client's own per-response timer
+        # (a trickle of bytes re-arms the idle clock but never moves this deadline).
+        self._head_timeout = settings.headers_timeout
 
     async def open(self, url: str, payload: bytes, stream: bool, log: RequestLog) -> UpstreamResponse:
         """POST to Vertex; retried only before any response reaches the client."""
@@ -129,11 +138,7 @@ class Upstream:
             token = await self.tokens.token()
             headers = {**self._headers[stream], "Authorization": f"Bearer {token}"}
             try:
-                if self._headers_timeout is None:
-                    response = await self.client.post(url, payload, headers)
-                else:
-                    async with asyncio.timeout(self._headers_timeout):
-                        response = await self.client.post(url, payload, headers)
+                response = await self.client.post(url, payload, headers, self._head_timeout)
             except RETRYABLE_ERRORS as exc:
                 if retries < self.settings.upstream_retries:
                     retries += 1
@@ -144,6 +149,8 @@ class Upstream:
                 raise _unreachable(url, exc) from None
             except TimeoutError as exc:
                 raise _timed_out(self.settings, exc) from None
+            except HeadersTooLarge as exc:
+                raise _headers_too_large(exc) from None
             except UpstreamError as exc:
                 raise _unreachable(url, exc) from None
             if response.status == 401 and not reauthenticated:
@@ -175,13 +182,20 @@ def _unreachable(url: str, exc: BaseException) -> GatewayError:
 def _timed_out(settings: Settings, exc: BaseException) -> GatewayError:
     if isinstance(exc, ConnectTimeout):
         what = f"could not connect within {settings.connect_timeout:g} s (UPSTREAM_CONNECT_TIMEOUT)"
-    elif isinstance(exc, ReadTimeout):
-        # The client's read timeout also covers the wait for the response headers.
-        limit = min(settings.idle_timeout, settings.headers_timeout)
-        what = f"sent nothing for {limit:g} s (UPSTREAM_HEADERS_TIMEOUT / UPSTREAM_IDLE_TIMEOUT)"
-    else:
-        what = f"sent no response within {settings.headers_timeout:g} s (UPSTREAM_HEADERS_TIMEOUT)"
+    elif isinstance(exc, HeadersTimeout) or not isinstance(exc, ReadTimeout):
+        what = f"sent no response headers within {settings.headers_timeout:g} s (UPSTREAM_HEADERS_TIMEOUT)"
+    else:  # silent before its headers for longer than the idle bound
+        what = f"sent nothing for {settings.idle_timeout:g} s before its response headers (UPSTREAM_IDLE_TIMEOUT)"
     return GatewayError(504, f"Vertex AI {what}; retry, or raise the timeout", code="upstream_timeout")
+
+
+def _headers_too_large(exc: HeadersTooLarge) -> GatewayError:
+    return GatewayError(
+        502,
+        f"Vertex AI sent response headers over the gateway's bound ({MAX_HEAD_BYTES} bytes, {MAX_HEADERS} headers): "
+        f"{exc}; the answer was dropped and the connection closed",
+        code="upstream_headers_too_large",
+    )
 
 
 def normalize_usage(usage: object) -> dict[str, int] | None:
@@ -263,7 +277,7 @@ async def relay(response: UpstreamResponse, shape: Shape, stream: bool, send: Se
         return
     content_type = response.headers.get("Content-Type", "")
     if not stream or not content_type.startswith("text/event-stream"):
-        body = await _read_or_fail(response.read())
+        body = await _read_or_fail(response.read_whole(MAX_WHOLE_BODY))
         if content_type.startswith("application/json"):
             log.usage = _usage_of_json(body)
         headers = [(b"content-type", content_type.encode("latin-1") or b"application/json")]
@@ -300,6 +314,13 @@ async def _read_or_fail(read: Awaitable[bytes]) -> bytes:
     """A whole (non-streamed) upstream body; nothing was sent yet, so a failure can still be a clean error."""
     try:
         return await read
+    except BodyTooLarge as exc:
+        raise GatewayError(
+            502,
+            f"Vertex AI's answer is larger than the gateway passes whole ({MAX_WHOLE_BODY >> 20} MiB): {exc}; "
+            'ask for a shorter answer, or stream it ("stream": true)',
+            code="upstream_body_too_large",
+        ) from None
     except ReadTimeout:
         raise GatewayError(
             504, "Vertex AI stopped sending its answer midway (UPSTREAM_IDLE_TIMEOUT); retry", code="upstream_timeout"

@@ -8,6 +8,10 @@ Connections are pooled per (scheme, host, port) without a bound; a connection id
 `pool_idle_seconds` is closed by one sweep timer per client. A request on a reused connection that
 dies before any response byte (the server closed it while idle) is sent once more on a new one
 (retry_stale=False turns that off).
+
+An upstream is trusted with nothing it could use to hurt the worker: the response head is bounded in
+bytes and header count (MAX_HEAD_BYTES, MAX_HEADERS), a whole body read with read_whole() in bytes,
+and a head_timeout given to post() is a deadline for the whole head, however slowly it trickles in.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import collections
 import socket
 import ssl
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httptools
@@ -26,6 +30,11 @@ import httptools
 HIGH_WATER = 256 * 1024
 DNS_TTL = 60.0
 _MAX_TARGETS = 256
+# The response head (status line, headers, any 1xx heads before it). Vertex sends ~1-2 KiB in ~20
+# headers; these bounds are far above that and far below what would hurt: httptools keeps a header
+# line in memory until it ends, and every header costs a Python call on the event loop.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 256
 _RESERVED = (b"\nhost:", b"\ncontent-length:", b"\ntransfer-encoding:")
 Key = tuple[str, str, int]
 
@@ -50,12 +59,24 @@ class ReadTimeout(UpstreamError, TimeoutError):
     """No byte from upstream for idle_timeout while waiting for the head or the body."""
 
 
+class HeadersTimeout(ReadTimeout):
+    """The response head was not complete within the head_timeout given to post()."""
+
+
 class ProtocolError(UpstreamError):
     """The answer is not valid HTTP/1.x."""
 
 
+class HeadersTooLarge(ProtocolError):
+    """The response head is over MAX_HEAD_BYTES or has more than MAX_HEADERS headers."""
+
+
+class BodyTooLarge(ProtocolError):
+    """A body read with read_whole() is over its limit."""
+
+
 class Headers(dict[str, str]):
-    """Response headers by lower-case name; a repeated header's values are joined with ", "."""
+    """Response headers by lower-case name; a repeated header's values are joined with ", " (in order)."""
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         return dict.get(self, name.lower(), default)
@@ -104,7 +125,15 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            response._abort(ProtocolError(f"invalid HTTP response from upstream: {exc}"))
+            response._abort(ProtocolError(f"invalid HTTP response from upstream: {exc}"))  # no-op if already failed
+        if not response._head_done:
+            # A head line not yet ended never reaches on_header, so bytes are what bound it. Reads that
+            # complete the head are not counted here: on_header has counted their headers exactly.
+            response._head_bytes += len(data)
+            if response._head_bytes > MAX_HEAD_BYTES:
+                response._abort(
+                    HeadersTooLarge(f"upstream's response head is still unfinished after {MAX_HEAD_BYTES} bytes")
+                )
         response._wake()
 
     # httptools callbacks
@@ -113,21 +142,45 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if (response := self.sink) is not None:
-            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            old = dict.get(response.headers, key)
-            response.headers[key] = text if old is None else f"{old}, {text}"
+        if (response := self.sink) is None:
+            return
+        response._header_count += 1
+        response._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if response._header_count > MAX_HEADERS or response._header_bytes > MAX_HEAD_BYTES:
+            self._refuse_head(response)
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        if dict.get(response.headers, key) is None:
+            response.headers[key] = text
+        elif response._repeats is None:
+            # Repeats are joined once the head is complete: joining as they come is quadratic.
+            response._repeats = [(key, text)]
+        else:
+            response._repeats.append((key, text))
+
+    @staticmethod
+    def _refuse_head(response: UpstreamResponse) -> None:
+        response._abort(
+            HeadersTooLarge(
+                f"upstream's response head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
+                f" ({response._header_count} headers, {response._header_bytes} bytes so far)"
+            )
+        )
+        raise _StopParsing  # feed_data stops at once instead of parsing the rest of this read
 
     def on_headers_complete(self) -> None:
         if (response := self.sink) is None:
             return
         status = self.parser.get_status_code()
-        if status < 200:  # 1xx: informational, the real answer follows
+        if status < 200:  # 1xx: informational, the real answer follows (the head bounds still count it)
             response.headers.clear()
+            response._repeats = None
             response._informational = True
             return
         response.status = status
         response._head_done = True
+        response._deadline = _NEVER  # from here on only the idle clock applies
+        if response._repeats is not None:
+            response._join_repeats()
         headers = response.headers
         response._until_eof = (
             status not in (204, 304)
@@ -154,18 +207,31 @@ class _Connection(asyncio.Protocol):
         response._end()
 
 
+_NEVER = float("inf")
+
+
+class _StopParsing(Exception):
+    """Raised in a parser callback to make feed_data return at once (the response has already failed)."""
+
+
 class UpstreamResponse:
     """The answer: status and headers at once, the body as it arrives. End with release() or close()."""
 
     __slots__ = (
-        "_activity", "_buffered", "_chunks", "_complete", "_conn", "_detached", "_error", "_got_bytes",
-        "_head_done", "_idle", "_informational", "_keep", "_paused", "_timer", "_until_eof", "_waiter",
-        "headers", "status",
+        "_activity", "_buffered", "_chunks", "_complete", "_conn", "_deadline", "_detached", "_error",
+        "_got_bytes", "_head_bytes", "_head_done", "_head_timeout", "_header_bytes", "_header_count", "_idle",
+        "_informational", "_keep", "_paused", "_repeats", "_timer", "_until_eof", "_waiter", "headers", "status",
     )  # fmt: skip
 
-    def __init__(self, conn: _Connection, idle_timeout: float) -> None:
+    def __init__(self, conn: _Connection, idle_timeout: float, head_timeout: float | None = None) -> None:
         self._conn = conn
         self._idle = idle_timeout
+        # The head must be complete by this loop time: one deadline from the request being sent,
+        # checked by the same timer as the idle clock (no timer of its own).
+        self._head_timeout = head_timeout
+        self._deadline = conn.loop.time() + head_timeout if head_timeout is not None else _NEVER
+        self._head_bytes = self._header_bytes = self._header_count = 0
+        self._repeats: list[tuple[str, str]] | None = None
         self.status = 0
         self.headers = Headers()
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -214,6 +280,29 @@ class UpstreamResponse:
             size += len(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    async def read_whole(self, limit: int) -> bytes:
+        """The rest of the body; BodyTooLarge (and the connection closed) once it is over `limit` bytes.
+
+        A Content-Length over the limit is refused before a byte of the body is read.
+        """
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            self._refuse_body(f"upstream declared a {int(declared)}-byte body", limit)
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await self._next():
+            size += len(chunk)
+            if size > limit:
+                self._refuse_body(f"upstream sent more than {limit} bytes of body", limit)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _refuse_body(self, what: str, limit: int) -> NoReturn:
+        error = BodyTooLarge(f"{what}, over the {limit}-byte limit for a whole answer")
+        self._chunks.clear()
+        self._abort(error)
+        raise error
+
     def release(self) -> None:
         """Pool the connection if the body was read to its end and keep-alive is allowed, else close it."""
         if self._detached:
@@ -236,6 +325,16 @@ class UpstreamResponse:
         self._conn.response = None
 
     # internals
+    def _join_repeats(self) -> None:
+        """Each repeated header becomes one value, joined with ", " in arrival order, in linear time."""
+        headers = self.headers
+        values: dict[str, list[str]] = {}
+        for key, text in self._repeats or ():
+            values.setdefault(key, [headers[key]]).append(text)
+        for key, texts in values.items():
+            headers[key] = ", ".join(texts)
+        self._repeats = None
+
     async def _next(self) -> bytes:
         while not self._chunks:
             if self._error is not None:
@@ -258,7 +357,8 @@ class UpstreamResponse:
         # whichever is later: time the reader spent elsewhere (and reading paused) never counts.
         self._activity = loop.time()
         if self._timer is None:
-            self._timer = loop.call_at(self._activity + self._idle, self._on_timer)
+            due = self._activity + self._idle
+            self._timer = loop.call_at(due if due < self._deadline else self._deadline, self._on_timer)
         self._waiter = loop.create_future()
         try:
             await self._waiter
@@ -273,11 +373,14 @@ class UpstreamResponse:
         self._timer = None
         if self._waiter is None or self._error is not None or self._complete:
             return  # nobody waiting: the next wait arms the timer again
+        now = self._conn.loop.time() + 0.002  # timers may fire a hair early (uvloop: ms ticks)
         due = self._activity + self._idle
-        if self._conn.loop.time() >= due - 0.002:  # timers may fire a hair early (uvloop: ms ticks)
+        if now >= self._deadline and not self._head_done:
+            self._abort(HeadersTimeout(f"upstream sent no complete response head within {self._head_timeout:g} s"))
+        elif now >= due:
             self._abort(ReadTimeout(f"upstream sent nothing for {self._idle:g} s"))
         else:
-            self._timer = self._conn.loop.call_at(due, self._on_timer)
+            self._timer = self._conn.loop.call_at(due if due < self._deadline else self._deadline, self._on_timer)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -345,9 +448,17 @@ class UpstreamClient:
         self._closed = False
 
     async def post(
-        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]] | dict[str, str]
+        self,
+        url: str,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | dict[str, str],
+        head_timeout: float | None = None,
     ) -> UpstreamResponse:
-        """POST `body`; returns once the response head arrived. Host and Content-Length are added here."""
+        """POST `body`; returns once the response head arrived. Host and Content-Length are added here.
+
+        With head_timeout, the head must be complete within that many seconds of the request being
+        sent (HeadersTimeout), however steadily its bytes arrive; idle_timeout still bounds each silence.
+        """
         key, start = self._targets.get(url) or self._target(url)
         if isinstance(headers, dict):
             block = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
@@ -364,11 +475,11 @@ class UpstreamClient:
         while idle:
             conn = idle.pop()
             if not conn.closed and not conn.transport.is_closing():
-                response = await self._exchange(conn, data, retry_if_stale=self._retry_stale)
+                response = await self._exchange(conn, data, head_timeout, retry_if_stale=self._retry_stale)
                 if response is not None:
                     return response
                 break  # closed by the server while idle: once more on a new connection
-        response = await self._exchange(await self._connect(key), data, retry_if_stale=False)
+        response = await self._exchange(await self._connect(key), data, head_timeout, retry_if_stale=False)
         assert response is not None
         return response
 
@@ -383,8 +494,10 @@ class UpstreamClient:
             conn.abort()
         await asyncio.sleep(0)  # let connection_lost run, so the sockets are gone when we return
 
-    async def _exchange(self, conn: _Connection, data: bytes, retry_if_stale: bool) -> UpstreamResponse | None:
-        response = UpstreamResponse(conn, self._idle_timeout)
+    async def _exchange(
+        self, conn: _Connection, data: bytes, head_timeout: float | None, retry_if_stale: bool
+    ) -> UpstreamResponse | None:
+        response = UpstreamResponse(conn, self._idle_timeout, head_timeout)
         conn.response = conn.sink = response
         conn.transport.write(data)
         while not response._head_done:

@@ -26,9 +26,14 @@ from cryptography.x509.oid import NameOID
 
 from app import upstream_client
 from app.upstream_client import (
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    BodyTooLarge,
     ConnectError,
     ConnectTimeout,
     Disconnected,
+    HeadersTimeout,
+    HeadersTooLarge,
     ProtocolError,
     ReadTimeout,
     UpstreamClient,
@@ -817,5 +822,240 @@ def test_no_socket_or_task_outlives_the_client(run: Any) -> None:
         await until(lambda: open_fds() == before)
         current = asyncio.current_task()
         assert [task for task in asyncio.all_tasks() if task is not current] == []
+
+    run(scenario)
+
+
+# -- hostile answers: the head and a whole body are bounded, the head has a deadline (issue 16) ----
+
+
+def test_repeated_headers_are_joined_in_order_and_an_informational_head_is_skipped(run: Any) -> None:
+    repeats = MAX_HEADERS - 10
+
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await server.read_request(reader) is not None:
+                lines = b"".join(b"X-Repeat: v%d\r\n" % i for i in range(repeats))
+                writer.write(b"HTTP/1.1 100 Continue\r\nX-Repeat: early\r\n\r\n")
+                writer.write(json_answer(b"{}", lines + b"Vary: a\r\nvary: b\r\n"))
+                await writer.drain()
+
+        async with Server(handler) as server:
+            upstream = client()
+            for _ in range(2):  # the second on the pooled connection: nothing carried over
+                response = await upstream.post(server.url, b"", HEADERS)
+                assert response.headers["x-repeat"] == ", ".join(f"v{i}" for i in range(repeats))
+                assert response.headers["Vary"] == "a, b"
+                assert response.headers["content-type"] == "application/json"
+                assert await response.read() == b"{}"
+                response.release()
+            assert server.connections == 1
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_a_head_near_the_bounds_is_accepted(run: Any) -> None:
+    value = b"x" * (MAX_HEAD_BYTES // MAX_HEADERS * 3 // 4)  # 3/4 of the byte bound over MAX_HEADERS - 4 headers
+
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            lines = b"".join(b"X-H%d: %s\r\n" % (i, value) for i in range(MAX_HEADERS - 4))
+            writer.write(json_answer(b"ok", lines))
+            await writer.drain()
+            await saw_eof(reader)
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"", HEADERS)
+            assert len(response.headers) == MAX_HEADERS - 2
+            assert await response.read() == b"ok"
+            response.release()
+            await upstream.close()
+
+    run(scenario)
+
+
+def _endless_head_lines(limit: int) -> list[bytes]:
+    """Header lines in 8 KiB writes, at most `limit` bytes: a head that would never end."""
+    line = b"X-Endless: " + b"e" * 50 + b"\r\n"
+    return [line * (8192 // len(line))] * (limit // 8192)
+
+
+STATUS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+# Hostile response heads, written block by block (the client's bounds are far below each whole).
+HOSTILE_HEADS = {
+    "many-repeats": [STATUS + b"X-Repeat: v\r\n" * 4000 + b"Content-Length: 0\r\n\r\n"],  # the issue's case
+    "many-names": [STATUS + b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS + 1)) + b"\r\n"],
+    "huge-value": [STATUS + b"X-Big: " + b"b" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n"],
+    "endless-lines": [STATUS, *_endless_head_lines(4 * MAX_HEAD_BYTES)],
+    "endless-value": [STATUS + b"X-Trickle: "] + [b"t" * 4096] * (4 * MAX_HEAD_BYTES // 4096),
+    "informational-flood": [b"HTTP/1.1 100 Continue\r\n\r\n" * 8192],
+}
+
+
+@pytest.mark.parametrize("shape", list(HOSTILE_HEADS))
+def test_a_head_over_the_bounds_is_refused_and_the_connection_closed(run: Any, shape: str) -> None:
+    async def scenario() -> None:
+        eof = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            try:
+                for block in HOSTILE_HEADS[shape]:  # bounded: at most 4x the head bound in all
+                    writer.write(block)
+                    await writer.drain()
+            except ConnectionError:
+                pass  # the client hung up mid-head: what it should do
+            await saw_eof(reader)
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client()
+            with pytest.raises(HeadersTooLarge) as caught:
+                await upstream.post(server.url, b"", HEADERS)
+            assert isinstance(caught.value, ProtocolError)  # never retried as a stale connection
+            assert str(MAX_HEAD_BYTES) in str(caught.value)
+            await eof.wait()  # the connection is closed, not left to a hostile peer
+            assert not upstream._idle
+            await until(lambda: not upstream._conns)
+            await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("framing", ["declared", "chunked", "until-close"])
+def test_read_whole_refuses_a_body_over_its_limit(run: Any, framing: str) -> None:
+    limit = 1 << 20
+
+    async def scenario() -> None:
+        eof = asyncio.Event()
+        sent = [0]
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            head = {
+                "declared": b"Content-Length: %d\r\n" % (500 << 20),  # 500 MiB promised, 8 MiB at most sent
+                "chunked": b"Transfer-Encoding: chunked\r\n",
+                "until-close": b"Connection: close\r\n",
+            }[framing]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + head + b"\r\n")
+            block = b"x" * 65536
+            try:
+                for _ in range(128):  # 8 MiB at most
+                    writer.write(b"10000\r\n%s\r\n" % block if framing == "chunked" else block)
+                    await writer.drain()
+                    sent[0] += len(block)
+            except ConnectionError:
+                pass
+            await saw_eof(reader)
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client()
+            response = await upstream.post(server.url, b"", HEADERS)
+            with pytest.raises(BodyTooLarge) as caught:
+                await response.read_whole(limit)
+            assert str(limit) in str(caught.value)
+            await eof.wait()  # closed by the client, before the server got everything out
+            assert sent[0] < 8 << 20
+            if framing == "declared":
+                assert "declared" in str(caught.value)
+            with pytest.raises(BodyTooLarge):  # and stays failed
+                await response.read()
+            response.release()
+            assert not upstream._idle
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_read_whole_takes_a_body_at_its_limit(run: Any) -> None:
+    limit = 1 << 20
+    body = bytes(range(256)) * (limit // 256)
+
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (request := await server.read_request(reader)) is not None:
+                if request[1] == b"chunked":
+                    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    for start in range(0, len(body), 65536):
+                        writer.write(b"%x\r\n%s\r\n" % (65536, body[start : start + 65536]))
+                    writer.write(b"0\r\n\r\n")
+                else:
+                    writer.write(json_answer(body))
+                await writer.drain()
+
+        async with Server(handler) as server:
+            upstream = client()
+            for framing in (b"length", b"chunked"):
+                response = await upstream.post(server.url, framing, HEADERS)
+                assert await response.read_whole(limit) == body
+                response.release()
+            assert server.connections == 1  # read to its end: pooled
+            await upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("idle", "deadline"), [(0.6, 0.6), (5.0, 0.6)])
+def test_a_trickling_head_meets_its_deadline(run: Any, idle: float, deadline: float) -> None:
+    # A header line every 50 ms: the idle clock never runs out, only the head deadline can end it.
+    lines = 200  # 10 s of trickle at most
+
+    async def scenario() -> None:
+        eof = asyncio.Event()
+        sent = [0]
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for i in range(lines):
+                    writer.write(b"X-Slow-%d: v\r\n" % i)
+                    await writer.drain()
+                    sent[0] += 1
+                    await asyncio.sleep(0.05)
+                writer.write(b"Content-Length: 2\r\n\r\nok")
+                await writer.drain()
+            except ConnectionError:
+                pass
+            await saw_eof(reader)
+            eof.set()
+
+        async with Server(handler) as server:
+            upstream = client(idle_timeout=idle)
+            with pytest.raises(HeadersTimeout) as caught:
+                await upstream.post(server.url, b"", HEADERS, head_timeout=deadline)
+            assert isinstance(caught.value, ReadTimeout) and isinstance(caught.value, TimeoutError)
+            assert f"{deadline:g} s" in str(caught.value)
+            await eof.wait()
+            assert sent[0] < lines, "the head was let to trickle to its end"
+            await upstream.close()
+
+    run(scenario)
+
+
+def test_the_head_deadline_leaves_the_body_to_the_idle_clock(run: Any) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await server.read_request(reader) is not None:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for _ in range(6):  # 0.9 s of body, three times the head deadline
+                    writer.write(b"1\r\nx\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.15)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+
+        async with Server(handler) as server:
+            upstream = client(idle_timeout=1.0)
+            for _ in range(2):  # each request on the pooled connection has a deadline of its own
+                response = await upstream.post(server.url, b"", HEADERS, head_timeout=0.3)
+                assert await response.read() == b"xxxxxx"
+                response.release()
+            assert server.connections == 1
+            await upstream.close()
 
     run(scenario)
