@@ -38,7 +38,7 @@ locals {
     GOOGLE_CLOUD_PROJECT = var.project_id
     KEYS_REFRESH_SECONDS = tostring(var.keys_refresh_seconds)
     VERTEX_LOCATION      = var.vertex_location
-    # One gunicorn worker per vCPU Cloud Run gives the instance (the container may see more).
+    # One gunicorn worker per vCPU the service is given (gunicorn.conf.py reads it).
     WEB_CONCURRENCY = var.cpu
   })
 }
