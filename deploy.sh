@@ -98,8 +98,8 @@ smoke_test() {
 # The JSON is one line; cutting it before every resource object keeps each resource's own
 # fields (its "tainted": true comes after its values) on one line.
 is_tainted() {
-  local resources line
-  resources="${1//'{"address":'/$'\n''{"address":'}"
+  local marker='{"address":' newline=$'\n' resources line
+  resources="${1//"$marker"/$newline$marker}"
   line="$(grep -F "{\"address\":\"$2\"," <<<"$resources" || true)"
   [[ $line == *'"tainted":true'* ]]
 }
