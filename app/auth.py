@@ -23,13 +23,12 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
     return key.decode("latin-1") if key else None
 
 
-def authenticate(ring: KeyRing, headers: dict[bytes, bytes], key_error: str | None) -> KeyRecord:
+def authenticate(ring: KeyRing, headers: dict[bytes, bytes], keys_problem: str) -> KeyRecord:
     if not ring.loaded:
-        detail = f" ({key_error})" if key_error else ""
         raise GatewayError(
             503,
-            f"The gateway has not loaded its API keys yet{detail}; retry shortly, and if this persists the "
-            "operator should check the key source (API_KEYS_SECRET / API_KEYS_FILE / API_KEYS_JSON)",
+            f"The gateway has not loaded its API keys yet ({keys_problem}); retry shortly, and if this persists "
+            "the operator should check the key source (API_KEYS_SECRET / API_KEYS_FILE / API_KEYS_JSON)",
             code="keys_unavailable",
         )
     key = presented_key(headers)

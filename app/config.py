@@ -60,6 +60,7 @@ class Settings:
     keys_file: str | None
     keys_json: str | None
     keys_refresh_seconds: float
+    keys_first_load_wait: float
     secret_manager_endpoint: str | None
     log_level: str
     max_body_bytes: int
@@ -200,6 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keys_file=_get(env, "API_KEYS_FILE"),
         keys_json=_get(env, "API_KEYS_JSON"),
         keys_refresh_seconds=_number(env, "KEYS_REFRESH_SECONDS", 60, 1),
+        keys_first_load_wait=_number(env, "KEYS_FIRST_LOAD_WAIT_SECONDS", 30, 0),
         secret_manager_endpoint=endpoint,
         log_level=log_level,
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 32 * 1024 * 1024, 1024, whole=True)),

@@ -61,7 +61,7 @@ class ApiEndpoint:
         self, gateway: Gateway, receive: Receive, headers: dict[bytes, bytes], log: RequestLog, publisher: str
     ) -> tuple[Model, dict[str, Any]]:
         """Authenticate, read and parse the body, resolve and authorise its model, for one publisher's API."""
-        record = self.authenticate(gateway, headers, log)
+        record = await self.authenticate(gateway, headers, log)
         request = parse_object(await read_body(receive, headers, gateway.settings.max_body_bytes))
         model = gateway.models.resolve(request.get("model"))
         log.alias, log.vertex_model = model.alias, model.vertex_id
@@ -78,8 +78,13 @@ class ApiEndpoint:
         return model, request
 
     @staticmethod
-    def authenticate(gateway: Gateway, headers: dict[bytes, bytes], log: RequestLog) -> KeyRecord:
-        record = authenticate(gateway.ring, headers, gateway.key_error)
+    async def authenticate(gateway: Gateway, headers: dict[bytes, bytes], log: RequestLog) -> KeyRecord:
+        refresher = gateway.refresher
+        if refresher is not None and refresher.stale():
+            # The refresh loop was starved (an idle Cloud Run instance has its CPU throttled):
+            # a revoked key must not outlive the refresh interval by more than a read.
+            await refresher.freshen()
+        record = authenticate(gateway.ring, headers, gateway.keys_problem)
         log.key_id = record.id
         return record
 

@@ -2,6 +2,12 @@
 
 Sources are blocking (the Secret Manager client, file reads), so every fetch runs
 in a worker thread; the event loop only swaps in the parsed result.
+
+Two rules bound how stale the ring may be. A worker starts serving only after its first
+load (or a failure that retrying will not fix, or KEYS_FIRST_LOAD_WAIT_SECONDS), so no
+request meets a worker that has no keys while its sibling has them. And a request that
+finds the ring older than the refresh interval (Cloud Run throttles the CPU of an idle
+instance, so the loop may not have run) waits, briefly, for a fresh read first.
 """
 
 import asyncio
@@ -17,11 +23,26 @@ log = logging.getLogger("app.keys")
 # Until the first good load, retry sooner than the refresh interval so a revision
 # whose secret was briefly unreadable becomes ready quickly.
 FIRST_LOAD_RETRY_SECONDS = 2.0
+# While a worker holds back its first accept, retry transient failures this often.
+STARTUP_RETRY_SECONDS = 0.5
 SECRET_ACCESS_TIMEOUT_SECONDS = 10.0
+# Room for the loop's own read to finish before requests call the ring stale.
+STALE_GRACE_SECONDS = 1.0
+# A request that finds the ring stale waits at most this long for a fresh read; past it,
+# or after a failed read, the last good set stands.
+FRESHEN_WAIT_SECONDS = 3.0
+# After a failed read, requests do not start another for this long (the loop keeps trying).
+FRESHEN_RETRY_SECONDS = 2.0
+# Failures of the key source that retrying will not fix: the operator has to act.
+_PERMANENT_ERRORS = frozenset(
+    ("NotFound", "PermissionDenied", "Unauthenticated", "InvalidArgument", "FailedPrecondition",
+     "DefaultCredentialsError", "FileNotFoundError", "PermissionError", "IsADirectoryError", "KeyDocumentError")
+)  # fmt: skip
 
 
 class KeySource(Protocol):
-    description: str
+    description: str  # for the operator's log: names the secret or file
+    kind: str  # for callers: which kind of source, never its name
     refreshes: bool  # re-read every interval
     remote: bool  # a network call: load in the background, never hold up startup
 
@@ -35,7 +56,7 @@ class InlineSource:
 
     def __init__(self, raw: str) -> None:
         self._raw = raw.encode()
-        self.description = "API_KEYS_JSON"
+        self.description = self.kind = "API_KEYS_JSON"
 
     def fetch(self) -> tuple[bytes, str] | None:
         return self._raw, "inline"
@@ -49,6 +70,7 @@ class FileSource:
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self.description = f"API_KEYS_FILE {path}"
+        self.kind = "API_KEYS_FILE"
 
     def fetch(self) -> tuple[bytes, str] | None:
         stat = os.stat(self._path)
@@ -77,6 +99,7 @@ class SecretManagerSource:
         self._endpoint = endpoint
         self._client: Any = None
         self.description = f"Secret Manager {secret}"
+        self.kind = "Secret Manager (API_KEYS_SECRET)"
 
     def _make_client(self) -> Any:
         # Imported here: the client library is heavy and only this source needs it.
@@ -119,36 +142,82 @@ class KeyRefresher:
         self.source = source
         self.interval = interval
         self.last_error: str | None = None
+        self.failed_for_good = False  # the last failure needs the operator, not a retry
+        # Loop times (monotonic): when the last good read started, and when the last read of any outcome did.
+        self._fresh_at: float | None = None
+        self._attempted_at = float("-inf")
+        self._reading: asyncio.Task[bool] | None = None
 
-    async def load_once(self) -> bool:
+    def load_once(self) -> asyncio.Task[bool]:
+        """Read the source now, or join the read already under way."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.get_running_loop().create_task(self._load())
+        return self._reading
+
+    async def _load(self) -> bool:
+        started = self._attempted_at = asyncio.get_running_loop().time()
         try:
             fetched = await asyncio.to_thread(self.source.fetch)
         except Exception as exc:  # any failure of the source keeps the last good set
-            return self._failed(f"reading keys from {self.source.description} failed: {type(exc).__name__}: {exc}")
-        if fetched is None:
-            return True
-        raw, version = fetched
-        if self.ring.loaded and version == self.ring.version:
-            return True
-        try:
-            problems = self.ring.load_document(raw, version)
-        except KeyDocumentError as exc:
-            return self._failed(f"{self.source.description} ({version}): {exc}")
-        for problem in problems:
-            log.error("%s (%s): %s", self.source.description, version, problem)
-        self.last_error = None
-        log.info("loaded %d keys from %s (%s)", len(self.ring), self.source.description, version)
+            return self._failed(exc, f"reading keys from {self.source.description} failed: {type(exc).__name__}: {exc}")
+        if fetched is not None:
+            raw, version = fetched
+            if not (self.ring.loaded and version == self.ring.version):
+                try:
+                    problems = self.ring.load_document(raw, version)
+                except KeyDocumentError as exc:
+                    return self._failed(exc, f"{self.source.description} ({version}): {exc}")
+                for problem in problems:
+                    log.error("%s (%s): %s", self.source.description, version, problem)
+                log.info("loaded %d keys from %s (%s)", len(self.ring), self.source.description, version)
+        self.last_error, self.failed_for_good = None, False
+        self._fresh_at = started
         return True
 
-    def _failed(self, message: str) -> bool:
+    def _failed(self, exc: Exception, message: str) -> bool:
         self.last_error = message
+        self.failed_for_good = type(exc).__name__ in _PERMANENT_ERRORS
         suffix = "; keeping the last good key set" if self.ring.loaded else "; no keys loaded yet, /v1 answers 503"
         log.error("%s%s", message, suffix)
         return False
 
-    async def run(self) -> None:
-        while True:
-            await self.load_once()
-            if not self.source.refreshes and self.ring.loaded:
+    async def first_load(self, wait: float) -> None:
+        """Until the first good load, a failure retrying will not fix, or `wait` seconds: the worker
+        accepts no connection meanwhile, so its siblings serve and nobody meets a key-less worker."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not await self.load_once():
+            if self.failed_for_good or loop.time() + STARTUP_RETRY_SECONDS > deadline:
+                log.error("serving without keys until %s can be read; /v1 answers 503 meanwhile", self.source.kind)
                 return
-            await asyncio.sleep(self.interval if self.ring.loaded else min(self.interval, FIRST_LOAD_RETRY_SECONDS))
+            await asyncio.sleep(STARTUP_RETRY_SECONDS)
+
+    def stale(self) -> bool:
+        """The last good read is older than the refresh interval (the loop was starved or is failing)."""
+        fresh_at = self._fresh_at
+        return (
+            fresh_at is not None
+            and self.source.refreshes
+            and asyncio.get_running_loop().time() - fresh_at > self.interval + STALE_GRACE_SECONDS
+        )
+
+    async def freshen(self) -> None:
+        """Called by a request that found the ring stale: a bounded wait for a fresh read."""
+        reading = self._reading
+        if (reading is None or reading.done()) and (
+            asyncio.get_running_loop().time() - self._attempted_at < FRESHEN_RETRY_SECONDS
+        ):
+            return  # a read just failed: the last good set stands, the loop retries
+        try:
+            await asyncio.wait_for(asyncio.shield(self.load_once()), FRESHEN_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("key refresh took over %g s; this request uses the last good key set", FRESHEN_WAIT_SECONDS)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.source.refreshes or not self.ring.loaded:
+            interval = self.interval if self.ring.loaded else min(self.interval, FIRST_LOAD_RETRY_SECONDS)
+            # Timed from the start of the last read, so a healthy loop's read is under way before
+            # a request could find the ring stale.
+            await asyncio.sleep(max(0.0, self._attempted_at + interval - loop.time()))
+            await self.load_once()

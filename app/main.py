@@ -67,11 +67,18 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 async def health(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
+    # Readiness is the keys alone: a metadata-server hiccup must not take a Cloud Run revision out of
+    # service, so the credentials' state is reported but never fails the check.
+    credentials = gateway.tokens.status
+    body: dict[str, object]
     if gateway.ring.loaded:
         body = {"ok": True, "models": gateway.models.aliases, "keys": len(gateway.ring)}
-        return Response(orjson.dumps(body), 200, media_type="application/json")
-    body = {"ok": False, "error": gateway.key_error or "API keys are still loading"}
-    return Response(orjson.dumps(body), 503, media_type="application/json")
+    else:
+        body = {"ok": False, "error": f"API keys are not loaded: {gateway.keys_problem}"}
+    body["upstream_credentials"] = credentials
+    if credentials == "missing":
+        body["hint"] = "no Google credentials: locally, run 'gcloud auth application-default login'"
+    return Response(orjson.dumps(body), 200 if gateway.ring.loaded else 503, media_type="application/json")
 
 
 class FastRoutes:

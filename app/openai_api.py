@@ -30,7 +30,7 @@ class ModelList(ApiEndpoint):
     async def handle(
         self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
     ) -> None:
-        record = self.authenticate(gateway, headers, log)
+        record = await self.authenticate(gateway, headers, log)
         visible = [m for m in gateway.models.models if record.models is None or m.alias in record.models]
         body = orjson.dumps({"object": "list", "data": [model_object(m) for m in visible]})
         log.status = 200
@@ -41,7 +41,7 @@ class ModelGet(ApiEndpoint):
     async def handle(
         self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
     ) -> None:
-        record = self.authenticate(gateway, headers, log)
+        record = await self.authenticate(gateway, headers, log)
         name = scope["path_params"]["model_id"]
         model = gateway.models.get(name)
         if model is None:

@@ -34,15 +34,21 @@ class Gateway:
         return self.settings.project or self.tokens.project
 
     @property
-    def key_error(self) -> str | None:
-        if self._key_setup_error:
-            return self._key_setup_error
-        return self.refresher.last_error if self.refresher else None
+    def keys_problem(self) -> str:
+        """Why no keys are loaded, in words fit for an unauthenticated caller: the details
+        (secret names, key ids, bad values) go to the log only."""
+        if self.refresher is None:
+            return self._key_setup_error or "the key source is not set up"
+        if self.refresher.last_error:
+            return f"{self.refresher.source.kind} could not be read; the operator should check the gateway's log"
+        return "they are still loading"
 
     @property
     def urls(self) -> VertexUrls:
         if self._urls is None:
             project = self.project
+            if project is None and self.tokens.missing:
+                raise self.tokens.unavailable()  # the credentials would have named the project
             if project is None:
                 raise GatewayError(
                     503,
@@ -64,17 +70,16 @@ class Gateway:
         try:
             source = make_source(self.settings, self.project)
         except KeyDocumentError as exc:
-            source, self._key_setup_error = None, str(exc)
+            log.error("%s; every /v1 request will be refused with 503", exc)
+            self._key_setup_error = "the key source is misconfigured; the operator should check the gateway's log"
+            return
         if source is None:
-            self._key_setup_error = self._key_setup_error or (
-                "no key source configured: set API_KEYS_SECRET, API_KEYS_FILE or API_KEYS_JSON"
-            )
+            self._key_setup_error = "no key source is configured (API_KEYS_SECRET, API_KEYS_FILE or API_KEYS_JSON)"
             log.error("%s; every /v1 request will be refused with 503", self._key_setup_error)
             return
         self.refresher = KeyRefresher(self.ring, source, self.settings.keys_refresh_seconds)
-        # Inline and file keys load before the first request; a remote secret loads in the background.
-        if not source.remote:
-            await self.refresher.load_once()
+        # The lifespan holds this worker's first accept until its keys are in (SPEC: key loading).
+        await self.refresher.first_load(self.settings.keys_first_load_wait)
         self._tasks.append(asyncio.get_running_loop().create_task(self.refresher.run()))
 
     async def stop(self) -> None:

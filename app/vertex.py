@@ -8,6 +8,7 @@ while a refresh ahead of expiry is under way.
 import asyncio
 import calendar
 import logging
+import os
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ REFRESH_TIMEOUT_SECONDS = 30.0
 # idle limit, so Vertex rarely closes one first, and the sockets of a burst go away within a minute.
 POOL_IDLE_SECONDS = 60.0
 FAILING_REFRESH_WAIT_SECONDS = 2.0
+ON_CLOUD_RUN = bool(os.environ.get("K_SERVICE"))
 
 
 class TokenProvider:
@@ -41,6 +43,8 @@ class TokenProvider:
         self._failed_at = 0.0
         self.project: str | None = None
         self.error: str | None = None
+        # No Application Default Credentials at all: not transient, so callers are told at once how to fix it.
+        self.missing = False
 
     async def discover(self) -> None:
         """Find Application Default Credentials (and their project), off the event loop."""
@@ -48,8 +52,7 @@ class TokenProvider:
             await asyncio.to_thread(self._discover)
             self.error = None
         except Exception as exc:  # no ADC at all: serve what we can, explain on use
-            self.error = f"no Google credentials ({type(exc).__name__}: {exc})"
-            log.error("%s; run 'gcloud auth application-default login' locally", self.error)
+            self._failed(exc)
 
     def _discover(self) -> None:
         import google.auth
@@ -58,7 +61,8 @@ class TokenProvider:
         credentials, project = google.auth.default(scopes=SCOPES)
         self._credentials = credentials
         self._request = google.auth.transport.requests.Request()
-        self.project = project
+        self.project = self.project or project
+        self.missing = False
 
     def prewarm(self) -> asyncio.Task[None]:
         """Find credentials and fetch the first token in the background."""
@@ -73,8 +77,14 @@ class TokenProvider:
                 if now - self._failed_at >= self._retry_seconds:
                     self._start_refresh()
                 return self._token
+        if self.missing:
+            # Looked for again in the background (a `gcloud auth application-default login` is picked up),
+            # but no caller waits for a search that just failed.
+            if now - self._failed_at >= self._retry_seconds:
+                self._start_refresh()
+            raise self.unavailable()
         if now - self._failed_at < self._retry_seconds and self.error:
-            raise self._unavailable()
+            raise self.unavailable()
         # After a failure, don't hold callers through google-auth's own slow retries:
         # the refresh goes on in the background and they get a prompt 503.
         wait = FAILING_REFRESH_WAIT_SECONDS if self._failed_at else REFRESH_TIMEOUT_SECONDS
@@ -83,7 +93,7 @@ class TokenProvider:
         except TimeoutError:
             self.error = self.error or f"token refresh took longer than {wait:g} s"
         if self._token is None or time.time() >= self._expiry - MIN_TOKEN_LIFE_SECONDS:
-            raise self._unavailable()
+            raise self.unavailable()
         return self._token
 
     def invalidate(self, token: str) -> None:
@@ -102,13 +112,34 @@ class TokenProvider:
                 await asyncio.to_thread(self._discover)
             token, expiry = await asyncio.to_thread(self._refresh_blocking)
         except Exception as exc:  # metadata server down, ADC revoked, ...
-            self._failed_at = time.time()
-            self.error = f"refreshing the Google access token failed ({type(exc).__name__}: {exc})"
-            log.error("%s", self.error)
+            self._failed(exc)
             return
         self._token, self._expiry = token, expiry
         self._failed_at = 0.0
         self.error = None
+
+    def _failed(self, exc: Exception) -> None:
+        import google.auth.exceptions
+
+        self._failed_at = time.time()
+        # On Cloud Run (which sets K_SERVICE) credentials come from the metadata server, so failing to find
+        # them is a hiccup to retry; elsewhere it means nobody ran `gcloud auth application-default login`.
+        self.missing = isinstance(exc, google.auth.exceptions.DefaultCredentialsError) and not ON_CLOUD_RUN
+        if self.missing:
+            self.error = f"no Google credentials found ({exc})"
+            log.error("%s; locally, run 'gcloud auth application-default login'", self.error)
+        else:
+            self.error = f"refreshing the Google access token failed ({type(exc).__name__}: {exc})"
+            log.error("%s", self.error)
+
+    @property
+    def status(self) -> str:
+        """For /health: "ok", "missing" (no credentials at all), "failing" (refresh errors) or "unknown"."""
+        if self.missing:
+            return "missing"
+        if self.error:
+            return "failing"
+        return "ok" if self._token is not None else "unknown"
 
     def _refresh_blocking(self) -> tuple[str, float]:
         self._credentials.refresh(self._request)
@@ -117,7 +148,18 @@ class TokenProvider:
         seconds = calendar.timegm(expiry.utctimetuple()) if expiry is not None else time.time() + 3000
         return self._credentials.token, float(seconds)
 
-    def _unavailable(self) -> GatewayError:
+    def unavailable(self) -> GatewayError:
+        if self.missing:
+            # Not transient: no Retry-After, and `x-should-retry: false` so the OpenAI and Anthropic SDKs
+            # fail at once instead of retrying a request that cannot succeed.
+            return GatewayError(
+                503,
+                "The gateway has no Google credentials to call Vertex AI. Running locally: run "
+                "'gcloud auth application-default login' (the gateway picks the credentials up within "
+                f"{self._retry_seconds:g} s). On Cloud Run: the operator should check the service's service account.",
+                code="upstream_credentials_missing",
+                headers=[(b"x-should-retry", b"false")],
+            )
         return GatewayError(
             503,
             f"The gateway cannot get a Google access token to call Vertex AI: {self.error or 'unknown error'}. "

@@ -48,7 +48,7 @@ def test_presented_key(headers: dict[bytes, bytes], key: str | None) -> None:
 def test_refusals_are_401_with_a_reason(key: str | None, fragment: str) -> None:
     headers = {b"x-api-key": key.encode()} if key else {}
     with pytest.raises(GatewayError) as info:
-        authenticate(RING, headers, None)
+        authenticate(RING, headers, "")
     assert info.value.status == 401 and fragment in info.value.message
     assert key is None or key not in info.value.message
 
@@ -60,9 +60,9 @@ def test_no_keys_loaded_is_503() -> None:
 
 
 def test_model_allowlist() -> None:
-    narrow = authenticate(RING, {b"authorization": b"Bearer sk_live_narrow_1"}, None)
+    narrow = authenticate(RING, {b"authorization": b"Bearer sk_live_narrow_1"}, "")
     authorize(narrow, MODELS.resolve("flash"))
     with pytest.raises(GatewayError) as info:
         authorize(narrow, MODELS.resolve("pro-preview"))
     assert info.value.status == 403 and "may use: flash" in info.value.message
-    authorize(authenticate(RING, {b"x-api-key": b"sk_live_ok_key_1"}, None), MODELS.resolve("pro-preview"))
+    authorize(authenticate(RING, {b"x-api-key": b"sk_live_ok_key_1"}, ""), MODELS.resolve("pro-preview"))

@@ -267,6 +267,8 @@ def _token_env(metadata: FakeMetadata) -> dict[str, str | None]:
         "GCE_METADATA_HOST": metadata.host_port,
         "GCE_METADATA_IP": metadata.host_port,
         "TOKEN_RETRY_SECONDS": "0.5",
+        # Cloud Run sets this: a metadata server that fails there is a hiccup, never "no credentials".
+        "K_SERVICE": "llm-gateway",
     }
 
 
@@ -390,7 +392,8 @@ def test_startup_without_keys_503_until_loaded(
     gateway_factory: GatewayFactory, secret_manager: FakeSecretManager, fake_vertex: FakeVertex, marker: str
 ) -> None:
     secret_manager.down = True
-    gw = gateway_factory(_secret_env(secret_manager, "60"), wait_healthy=False)
+    # No first-load wait: this worker starts serving (503s) at once instead of holding back its accept.
+    gw = gateway_factory({**_secret_env(secret_manager, "60"), "KEYS_FIRST_LOAD_WAIT_SECONDS": "0"}, wait_healthy=False)
     eventually(lambda: _accesses(secret_manager) >= 1, 10, "a first load was attempted")
     health = get(gw, "/healthz")
     assert health.status == 503 and health.json["ok"] is False

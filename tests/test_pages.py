@@ -62,15 +62,36 @@ def test_pages_carry_security_headers_and_escape_the_host() -> None:
         assert http.head("/").status_code == 200
 
 
-def test_healthz_is_503_without_keys_and_200_with_them() -> None:
+@pytest.mark.parametrize("path", ["/health", "/healthz"])
+def test_health_is_503_without_keys_and_200_with_them(path: str) -> None:
     with client() as http:
-        down = http.get("/healthz")
+        down = http.get(path)
     assert down.status_code == 503 and down.json()["ok"] is False
     assert "API_KEYS_SECRET" in down.json()["error"]
     with client(API_KEYS_JSON=KEYS) as http:
-        up = http.get("/healthz")
+        up = http.get(path)
     assert up.status_code == 200
-    assert up.json() == {"ok": True, "models": ["flash", "pro-preview", "sonnet", "opus", "haiku"], "keys": 1}
+    assert up.json() == {
+        "ok": True,
+        "models": ["flash", "pro-preview", "sonnet", "opus", "haiku"],
+        "keys": 1,
+        # Reported, never a reason to fail readiness (a metadata hiccup must not take a revision down).
+        "upstream_credentials": "failing",
+    }
+
+
+def test_health_names_missing_credentials_without_failing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth.exceptions
+
+    def no_adc(self: object) -> None:
+        raise google.auth.exceptions.DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr("app.vertex.TokenProvider._discover", no_adc)
+    with client(API_KEYS_JSON=KEYS) as http:
+        up = http.get("/health")
+    assert up.status_code == 200
+    assert up.json()["upstream_credentials"] == "missing"
+    assert "gcloud auth application-default login" in up.json()["hint"]
 
 
 def test_api_without_keys_is_503_in_the_callers_shape() -> None:

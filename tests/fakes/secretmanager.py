@@ -98,6 +98,8 @@ class FakeSecretManager(BackgroundServer):
         self.down = False
         self.garbage = False
         self.before_reply: Callable[[str, str], None] | None = None
+        # Seconds to hold each coming `:access` call, one entry per call (a slow or busy Secret Manager).
+        self.access_delays: list[float] = []
         self.requests: list[dict[str, Any]] = []
         self.secrets: dict[tuple[str, str], Secret] = {}
         self._lock = threading.Lock()
@@ -222,6 +224,8 @@ class FakeSecretManager(BackgroundServer):
                 "body": raw.decode(errors="replace"),
             }
         )
+        if self.access_delays and request.path.endswith(":access"):
+            await asyncio.sleep(self.access_delays.pop(0))
         if self.down:
             return _error(_ApiError(500, "INTERNAL", "fake secret manager is down"))
         if self.require_token is not None and request.headers.get("Authorization") != f"Bearer {self.require_token}":
