@@ -7,13 +7,15 @@ came back, including a connection closed without an answer.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,3 +204,126 @@ def dechunk(data: bytes) -> bytes:
         out += rest[:size]
         data = rest[size + 2 :]
     return bytes(out)
+
+
+# -- a hostile upstream (issue 16) ----------------------------------------------
+
+
+class CountingWriter:
+    """What a script writes with: StreamWriter's write and drain, counting the bytes written."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        self.written += len(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+
+# A script answers one request: it writes what it likes and returns (or raises ConnectionError when
+# the gateway hangs up first); the connection then serves the next request, if the gateway sends one.
+Script = Callable[[CountingWriter], Awaitable[None]]
+
+CHAT_ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-hostile",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "google/gemini-2.5-flash",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+    }
+).encode()
+
+
+@dataclass
+class HostileRequest:
+    script: str
+    body: bytes
+    sent: int = 0  # bytes the script wrote before it returned or the gateway hung up
+    closed: threading.Event = field(default_factory=threading.Event)  # the gateway closed the connection
+
+
+class HostileUpstream:
+    """A raw HTTP/1.1 "Vertex" on 127.0.0.1, in its own thread and event loop.
+
+    A request whose body contains the name of one of `scripts` is answered by that script, any other
+    by a small chat completion; a connection serves requests until the gateway closes it. Raw asyncio
+    streams on purpose: what it sends (endless heads, lying lengths, a trickle) is what no HTTP server
+    library would let through.
+    """
+
+    def __init__(self, scripts: dict[str, Script]) -> None:
+        self.scripts = scripts
+        self.requests: list[HostileRequest] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def find(self, name: str) -> list[HostileRequest]:
+        return [r for r in list(self.requests) if name.encode() in r.body]
+
+    def __enter__(self) -> HostileUpstream:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop)
+        self._server = future.result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            self._server.close()
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        record: HostileRequest | None = None
+        counted = CountingWriter(writer)
+        try:
+            while (body := await self._read_request(reader)) is not None:
+                name = next((n for n in self.scripts if n.encode() in body), "")
+                record = HostileRequest(name, body)
+                self.requests.append(record)
+                counted.written = 0
+                await self.scripts.get(name, _answer_chat)(counted)
+                record.sent = counted.written
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # the gateway hung up, mid-answer or after it
+        finally:
+            writer.transport.abort()
+            if record is not None:
+                record.sent = counted.written
+                record.closed.set()
+
+    @staticmethod
+    async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        return await reader.readexactly(length)
+
+
+async def _answer_chat(writer: CountingWriter) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(CHAT_ANSWER)
+    writer.write(head + CHAT_ANSWER)
+    await writer.drain()
