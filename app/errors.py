@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from app.redact import redact_bytes
+
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -101,6 +103,7 @@ def convert_upstream_error(shape: Shape, status: int, body: bytes, status_out: i
 
     `status_out` is the status the caller will see when it differs from Vertex's.
     """
+    body = redact_bytes(body)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

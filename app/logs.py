@@ -8,12 +8,15 @@ microseconds a line; the google-cloud-logging package would cost more at import.
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from app.redact import redact
 
 # stdlib level names that are also Cloud Logging severities (the rest map to DEFAULT).
 _SEVERITIES = frozenset(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
@@ -77,21 +80,38 @@ class LineWriter:
 request_lines = LineWriter()
 
 
+# X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, a 32-hex trace id and a decimal span id.
+_CLOUD_TRACE = re.compile(rb"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?$")
+# W3C traceparent: version-traceid-parentid-flags, lowercase hex, ids not all zero.
+_TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
 def parse_trace(headers: dict[bytes, bytes]) -> tuple[str | None, str | None, bool]:
-    """(trace id, span id, sampled) from X-Cloud-Trace-Context or W3C traceparent."""
+    """(trace id, span id, sampled) from X-Cloud-Trace-Context or W3C traceparent.
+
+    Both come from the client, so only values of the documented shape reach a log field.
+    """
     cloud = headers.get(b"x-cloud-trace-context")
-    if cloud:
-        text = cloud.decode("latin-1")
-        trace, _, rest = text.partition("/")
-        span, _, options = rest.partition(";")
-        if trace and all(c in "0123456789abcdefABCDEF" for c in trace):
-            return trace, span or None, options.strip() == "o=1"
+    if cloud and (match := _CLOUD_TRACE.match(cloud.strip())):
+        span = match[2].decode() if match[2] else None
+        return match[1].decode().lower(), span, match[3] == b"1"
     parent = headers.get(b"traceparent")
-    if parent:
-        parts = parent.decode("latin-1").split("-")
-        if len(parts) == 4 and len(parts[1]) == 32:
-            return parts[1], parts[2], parts[3].endswith("1")
+    if parent and (match := _TRACEPARENT.match(parent.strip())):
+        version, trace, span, flags = (group.decode() for group in match.groups())
+        if version != "ff" and trace.strip("0") and span.strip("0"):
+            return trace, span, int(flags, 16) & 1 == 1
     return None, None, False
+
+
+def client_address(headers: dict[bytes, bytes], peer: str | None) -> str | None:
+    """The address Google's front end saw: the last X-Forwarded-For entry, which it appends.
+    Entries before it are whatever the client sent, so they are never taken as the caller's address."""
+    forwarded = headers.get(b"x-forwarded-for")
+    if forwarded:
+        last = forwarded.rpartition(b",")[2].strip().decode("latin-1")
+        if last:
+            return last[:64]
+    return peer
 
 
 @dataclass(slots=True)
@@ -135,8 +155,7 @@ class RequestLog:
                 "status": status,
                 "responseSize": str(self.response_bytes),
                 "userAgent": self.headers.get(b"user-agent", b"").decode("latin-1"),
-                "remoteIp": self.headers.get(b"x-forwarded-for", b"").decode("latin-1").split(",")[0].strip()
-                or self.client,
+                "remoteIp": client_address(self.headers, self.client),
                 "latency": f"{latency:.6f}s",
                 "protocol": "HTTP/1.1",
             },
@@ -151,7 +170,7 @@ class RequestLog:
         if self.outcome:
             entry["outcome"] = self.outcome
         if self.error:
-            entry["error"] = self.error
+            entry["error"] = redact(self.error)
         if self.attempts > 1:
             entry["upstream_attempts"] = self.attempts
         trace, span, sampled = parse_trace(self.headers)

@@ -49,9 +49,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
             headers=[(b"allow", allowed.encode())] if allowed else None,
         )
     elif exc.status_code == 404:
+        path = request.url.path
+        hint = ""
+        if len(path) > 1 and path.endswith("/"):
+            # Never a redirect: its Location would come from the client's Host, and SDKs follow it with the key.
+            hint = f" (no trailing slash: use {path.rstrip('/')[:200]})"
         error = GatewayError(
             404,
-            f"No route {request.method} {request.url.path[:200]}: this gateway serves /v1/chat/completions, "
+            f"No route {request.method} {path[:200]}{hint}: this gateway serves /v1/chat/completions, "
             "/v1/models, /v1/messages and /v1/messages/count_tokens (see /docs)",
             code="not_found",
         )
@@ -140,6 +145,9 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    # Starlette would answer `/v1/messages/` with a 307 to a Location built from the client's Host (and
+    # `http`), unauthenticated and unlogged; SDKs follow it and re-send the key. A 404 says what to fix.
+    starlette.router.redirect_slashes = False
     return FastRoutes(starlette, hot)
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from app.logs import LineWriter, RequestLog, parse_trace
+from app.logs import LineWriter, RequestLog, client_address, parse_trace
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,17 @@ from app.logs import LineWriter, RequestLog, parse_trace
         ),
         ({b"x-cloud-trace-context": b"not-hex/1"}, (None, None, False)),
         ({}, (None, None, False)),
+        # Client-supplied values that are not of the documented shape never reach a log field.
+        ({b"x-cloud-trace-context": b"abc123/9;o=1"}, (None, None, False)),
+        ({b"x-cloud-trace-context": b'105445aa7843bc8bf206b12000100000/1;o=1", "x": "y'}, (None, None, False)),
+        ({b"x-cloud-trace-context": b"105445aa7843bc8bf206b12000100000/span;o=1"}, (None, None, False)),
+        ({b"traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"}, (None, None, False)),
+        ({b"traceparent": b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, (None, None, False)),
+        ({b"traceparent": b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}, (None, None, False)),
+        (
+            {b"x-cloud-trace-context": b"105445aa7843bc8bf206b12000100000"},
+            ("105445aa7843bc8bf206b12000100000", None, False),
+        ),
     ],
 )
 def test_parse_trace(headers: dict[bytes, bytes], expected: tuple[object, ...]) -> None:
@@ -30,7 +41,13 @@ def test_parse_trace(headers: dict[bytes, bytes], expected: tuple[object, ...]) 
 def test_request_line_is_one_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    headers = {b"x-cloud-trace-context": b"abc123/9;o=1", b"user-agent": b"pytest", b"x-api-key": b"sk_live_secret"}
+    headers = {
+        b"x-cloud-trace-context": b"105445aa7843bc8bf206b12000100000/9;o=1",
+        b"user-agent": b"pytest",
+        b"x-api-key": b"sk_live_secret",
+        # A client's own X-Forwarded-For first, then the address Google's front end appended.
+        b"x-forwarded-for": b"6.6.6.6, 203.0.113.7",
+    }
     entry = RequestLog("POST", "/v1/chat/completions", headers, "10.0.0.1")
     entry.status, entry.key_id, entry.alias, entry.stream = 429, "team", "flash", True
     entry.usage = {"input_tokens": 1}
@@ -39,7 +56,8 @@ def test_request_line_is_one_json_object(monkeypatch: pytest.MonkeyPatch) -> Non
     assert line.count("\n") == 1 and "sk_live_secret" not in line
     data = json.loads(line)
     assert data["severity"] == "WARNING"
-    assert data["logging.googleapis.com/trace"] == "projects/proj/traces/abc123"
+    assert data["logging.googleapis.com/trace"] == "projects/proj/traces/105445aa7843bc8bf206b12000100000"
+    assert data["httpRequest"]["remoteIp"] == "203.0.113.7"
     assert data["httpRequest"]["status"] == 429 and data["httpRequest"]["userAgent"] == "pytest"
     assert data["key_id"] == "team" and data["alias"] == "flash" and data["stream"] is True
 
@@ -65,3 +83,18 @@ def test_lines_are_batched_per_loop_turn(monkeypatch: pytest.MonkeyPatch) -> Non
 
     asyncio.run(scenario())
     assert writes == ["a\nb\n", "c\n"]
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        (None, "10.0.0.9"),
+        (b"203.0.113.7", "203.0.113.7"),
+        (b"1.2.3.4, 203.0.113.7", "203.0.113.7"),  # the spoofed first entry is never the caller
+        (b"1.2.3.4,203.0.113.7 ", "203.0.113.7"),
+        (b"", "10.0.0.9"),
+    ],
+)
+def test_client_address_is_what_the_front_end_saw(forwarded: bytes | None, expected: str) -> None:
+    headers = {} if forwarded is None else {b"x-forwarded-for": forwarded}
+    assert client_address(headers, "10.0.0.9") == expected
