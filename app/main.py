@@ -15,21 +15,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import pages
 from app.anthropic_api import CountTokens, Messages
 from app.config import ConfigError, Settings, load_settings
-from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
+from app.errors import INTERNAL_ERROR, GatewayError, render
 from app.logs import RequestLog, setup_logging
 from app.openai_api import ChatCompletions, ModelGet, ModelList
+from app.route_hints import not_found, shape_for
 from app.state import Gateway
 from app.wire import header_map
 
 log = logging.getLogger("app")
 
 
-def _shape_for(path: str) -> Shape:
-    return Shape.ANTHROPIC if path.startswith("/v1/messages") else Shape.OPENAI
-
-
 def _error_response(request: Request, error: GatewayError) -> Response:
-    status, headers, body = render(_shape_for(request.url.path), error)
+    status, headers, body = render(shape_for(request.url.path), error)
     gateway: Gateway | None = getattr(request.app.state, "gateway", None)
     client = request.client
     entry = RequestLog(request.method, request.url.path, header_map(request.scope), client.host if client else None)
@@ -49,17 +46,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
             headers=[(b"allow", allowed.encode())] if allowed else None,
         )
     elif exc.status_code == 404:
-        path = request.url.path
-        hint = ""
-        if len(path) > 1 and path.endswith("/"):
-            # Never a redirect: its Location would come from the client's Host, and SDKs follow it with the key.
-            hint = f" (no trailing slash: use {path.rstrip('/')[:200]})"
-        error = GatewayError(
-            404,
-            f"No route {request.method} {path[:200]}{hint}: this gateway serves /v1/chat/completions, "
-            "/v1/models, /v1/messages and /v1/messages/count_tokens (see /docs)",
-            code="not_found",
-        )
+        error = not_found(request.method, request.url.path, pages.base_url(request))
     else:
         error = GatewayError(exc.status_code, str(exc.detail))
     return _error_response(request, error)
