@@ -5,6 +5,7 @@ deadline before the headers, no cap on connections. BoundedHttpToolsProtocol add
 (SPEC, Errors and Failure behaviour) at a cost of a few attribute updates per request.
 """
 
+import logging
 import math
 import os
 import resource
@@ -58,11 +59,13 @@ def _count_env(name: str) -> int | None:
 
 
 def _drain_budget() -> int:
-    """How much of a request may still be read after its answer went out.
+    """How much of a request with a declared length may still be read after its answer went out.
 
     Covers app/wire.py's promise: a body up to DRAIN_ALLOWANCE past MAX_BODY_BYTES is read and
     discarded so the client sees its 413 instead of a broken pipe. app/config.py validates the
     variable and stops startup on a bad value; here a bad one just falls back to the default.
+    A chunked body answered early gets only DRAIN_ALLOWANCE: the app drains chunked 413s itself,
+    so what is left is a refusal before the body (401, 403), whose size nobody declared.
     """
     raw = os.environ.get("MAX_BODY_BYTES", "").strip()
     limit = int(raw) if raw.isdigit() else 32 * 1024 * 1024
@@ -88,7 +91,30 @@ TOO_LARGE = _plain(b"431 Request Header Fields Too Large", TOO_LARGE_MESSAGE)
 BAD_REQUEST = _plain(b"400 Bad Request", "Invalid HTTP request received.")
 TIMED_OUT = _plain(b"408 Request Timeout", f"Request headers not received within {HEADERS_TIMEOUT:g} s.")
 BUSY = _plain(b"503 Service Unavailable", "Too many open connections; retry shortly.", b"retry-after: 1")
-BUSY_LOG_INTERVAL = 60.0
+WARN_INTERVAL = 60.0
+
+
+class _Warnings:
+    """One server warning per kind a minute, with a count of the ones held back.
+
+    Under attack, a line per refused connection or request would cost more CPU than the refusal.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.held: dict[str, int] = {}
+
+    def warn(self, logger: logging.Logger, message: str) -> None:
+        now = time.monotonic()
+        if now - self.last.get(message, -WARN_INTERVAL) < WARN_INTERVAL:
+            self.held[message] = self.held.get(message, 0) + 1
+            return
+        self.last[message] = now
+        held = self.held.pop(message, 0)
+        logger.warning("%s%s", message, f" ({held} more like it in the last minute)" if held else "")
+
+
+WARNINGS = _Warnings()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -102,7 +128,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """
 
     max_connections = DEFAULT_MAX_CONNECTIONS  # set per worker by GatewayWorker
-    _busy_logged = -BUSY_LOG_INTERVAL
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,7 +136,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._stalled = 0  # bytes of consecutive reads that completed nothing
         self._progress = 0  # bumped when the parser gets past a head, body bytes or a request's end
         self._headers_done = False  # this request's headers are in: further fields are trailers
-        self._drained = 0  # bytes read after this request's answer went out
+        self._drain_left = 0  # how much more may be read of a request whose answer went out
         self._refusal: bytes | None = None
         # When the current wait began (a head, or the rest of an answered request); None when idle.
         self._wait_start: float | None = None
@@ -133,10 +158,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport = transport
         transport.write(BUSY)
         transport.close()
-        now = time.monotonic()
-        if now - BoundedHttpToolsProtocol._busy_logged >= BUSY_LOG_INTERVAL:
-            BoundedHttpToolsProtocol._busy_logged = now
-            self.logger.warning("Refusing connections: %d open (MAX_CONNECTIONS).", len(self.connections))
+        WARNINGS.warn(self.logger, f"Refusing connections over MAX_CONNECTIONS ({self.max_connections}).")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._clock is not None:
@@ -156,7 +178,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.logger.warning("Invalid HTTP request received." if self._refusal is None else TOO_LARGE_MESSAGE)
+            WARNINGS.warn(self.logger, "Invalid HTTP request received." if self._refusal is None else TOO_LARGE_MESSAGE)
             self._refuse(self._refusal or BAD_REQUEST)
             return
         except httptools.HttpParserUpgrade:
@@ -168,7 +190,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._progress == progress:
             self._stalled += len(data)
             if self._stalled > MAX_HEADER_BYTES:
-                self.logger.warning(TOO_LARGE_MESSAGE)
+                WARNINGS.warn(self.logger, TOO_LARGE_MESSAGE)
                 self._refuse(TOO_LARGE)
                 return
         else:
@@ -176,8 +198,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._headers_done and self.cycle.response_complete:
             # Answered early (a 401, a declared-size 413): the rest is read and thrown away so the
             # client can read the answer, but only as much as a near-miss body; then we hang up.
-            self._drained += len(data)
-            if self._drained > DRAIN_BYTES:
+            self._drain_left -= len(data)
+            if self._drain_left < 0:
                 self.transport.close()
 
     def _too_large(self) -> httptools.HttpParserError:
@@ -205,7 +227,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = self._fields = self._drained = 0
+        self._head_bytes = self._fields = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields += 1
@@ -242,8 +264,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._headers_done and not self.transport.is_closing():
-            # Answered before the request was all in: the rest must arrive within the same timeout.
+            # Answered before the request was all in: the rest must arrive within the same timeout,
+            # and within a budget (a rare path: the header scan costs nothing on the usual one).
             self._wait_start = self.loop.time()
+            chunked = any(name == b"transfer-encoding" for name, _ in self.headers)
+            self._drain_left = DRAIN_ALLOWANCE if chunked else DRAIN_BYTES
 
     # -- the clock: one timer per connection, re-armed only when it fires -----------------
 
