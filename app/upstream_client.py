@@ -144,18 +144,21 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if (response := self.sink) is None:
             return
-        response._header_count += 1
-        response._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if response._header_count > MAX_HEADERS or response._header_bytes > MAX_HEAD_BYTES:
+        count = response._header_count = response._header_count + 1
+        size = response._header_bytes = response._header_bytes + len(name) + len(value) + 4  # ": " and CRLF
+        if count > MAX_HEADERS or size > MAX_HEAD_BYTES:
             self._refuse_head(response)
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        if dict.get(response.headers, key) is None:
-            response.headers[key] = text
-        elif response._repeats is None:
+        headers = response.headers
+        if dict.get(headers, key) is None:
+            headers[key] = text
+        elif (repeats := response._repeats) is None:
             # Repeats are joined once the head is complete: joining as they come is quadratic.
-            response._repeats = [(key, text)]
+            response._repeats = {key: [text]}
+        elif (values := repeats.get(key)) is None:
+            repeats[key] = [text]
         else:
-            response._repeats.append((key, text))
+            values.append(text)
 
     @staticmethod
     def _refuse_head(response: UpstreamResponse) -> None:
@@ -231,7 +234,7 @@ class UpstreamResponse:
         self._head_timeout = head_timeout
         self._deadline = conn.loop.time() + head_timeout if head_timeout is not None else _NEVER
         self._head_bytes = self._header_bytes = self._header_count = 0
-        self._repeats: list[tuple[str, str]] | None = None
+        self._repeats: dict[str, list[str]] | None = None  # a repeated header's values after its first
         self.status = 0
         self.headers = Headers()
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -285,7 +288,7 @@ class UpstreamResponse:
 
         A Content-Length over the limit is refused before a byte of the body is read.
         """
-        declared = self.headers.get("content-length")
+        declared = dict.get(self.headers, "content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             self._refuse_body(f"upstream declared a {int(declared)}-byte body", limit)
         parts: list[bytes] = []
@@ -328,11 +331,8 @@ class UpstreamResponse:
     def _join_repeats(self) -> None:
         """Each repeated header becomes one value, joined with ", " in arrival order, in linear time."""
         headers = self.headers
-        values: dict[str, list[str]] = {}
-        for key, text in self._repeats or ():
-            values.setdefault(key, [headers[key]]).append(text)
-        for key, texts in values.items():
-            headers[key] = ", ".join(texts)
+        for key, values in (self._repeats or {}).items():
+            headers[key] = ", ".join([dict.__getitem__(headers, key), *values])
         self._repeats = None
 
     async def _next(self) -> bytes:
