@@ -64,8 +64,7 @@ def _drain_budget() -> int:
     Covers app/wire.py's promise: a body up to DRAIN_ALLOWANCE past MAX_BODY_BYTES is read and
     discarded so the client sees its 413 instead of a broken pipe. app/config.py validates the
     variable and stops startup on a bad value; here a bad one just falls back to the default.
-    A chunked body answered early gets only DRAIN_ALLOWANCE: the app drains chunked 413s itself,
-    so what is left is a refusal before the body (401, 403), whose size nobody declared.
+    A chunked body answered early gets only CHUNKED_DRAIN_BYTES (below).
     """
     raw = os.environ.get("MAX_BODY_BYTES", "").strip()
     limit = int(raw) if raw.isdigit() else 32 * 1024 * 1024
@@ -77,6 +76,11 @@ def _drain_budget() -> int:
 HEADERS_TIMEOUT = _seconds_env("CLIENT_HEADERS_TIMEOUT", DEFAULT_HEADERS_TIMEOUT)
 MAX_CONNECTIONS_SETTING = _count_env("MAX_CONNECTIONS")
 DRAIN_BYTES = _drain_budget()
+# The app drains a chunked 413 itself before answering, so a chunked request answered early is a
+# refusal before the body (401, 403) whose size nobody declared: enough for an ordinary request to
+# finish and read its answer, little enough that a flood of them cannot keep the loop busy draining
+# (bench/attack.py: at 4 MiB, 16 such connections pushed /health's median to 86 ms).
+CHUNKED_DRAIN_BYTES = 1024 * 1024
 
 
 def _plain(status: bytes, message: str, *extra: bytes) -> bytes:
@@ -268,7 +272,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # and within a budget (a rare path: the header scan costs nothing on the usual one).
             self._wait_start = self.loop.time()
             chunked = any(name == b"transfer-encoding" for name, _ in self.headers)
-            self._drain_left = DRAIN_ALLOWANCE if chunked else DRAIN_BYTES
+            self._drain_left = CHUNKED_DRAIN_BYTES if chunked else DRAIN_BYTES
 
     # -- the clock: one timer per connection, re-armed only when it fires -----------------
 

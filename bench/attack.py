@@ -208,8 +208,17 @@ def main() -> int:
                 # A fresh gateway per attack, so one attack's heap is not the next one's baseline.
                 with bench.running(bench.start_gateway(tmp, port, mock_port, logname=f"gateway-{name}.log")) as gw:
                     bench.wait_ready(gw, "/health", 60)
-                    for _ in range(20):  # warm up /health and the allocator
-                        health_ms(port)
+                    # Warm up until RSS settles: the token and key loaders import google-auth in the background.
+                    settle = time.monotonic() + 30
+                    last = -1.0
+                    while time.monotonic() < settle:
+                        for _ in range(10):
+                            health_ms(port)
+                        time.sleep(1)
+                        rss = bench.rss_mb([gw.worker()])
+                        if abs(rss - last) < 0.5:
+                            break
+                        last = rss
                     bench.log(f"{name}: {CONNECTIONS} connections for {args.seconds:g} s; worker pid {gw.worker()}")
                     results.append(run_attack(port, gw.worker(), name, args.seconds))
     print(f"\n{CONNECTIONS} connections per attack; gateway: {bench.APP_ROOT}\n")

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 KEY = API_KEYS["full"]
 BAD_KEY = "gwk-not-a-key-" + secrets.token_urlsafe(16)
 MAX_BODY = 1 << 20
-# What the worker lets an answered request send on: MAX_BODY_BYTES + app/wire.py's 4 MiB allowance
-# for a declared length, the allowance alone for a chunked body.
+# The most the worker reads of a request after answering it: MAX_BODY_BYTES + app/wire.py's 4 MiB
+# allowance for a declared length (a chunked body gets less).
 DRAIN = MAX_BODY + (4 << 20)
 PIECE = 64 * 1024
 
