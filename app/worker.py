@@ -135,7 +135,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_bytes = 0  # URL excluded: header and trailer fields reported for this request
+        self._head_bytes = 0  # header and trailer fields reported for this request (the URL joins at the end)
         self._fields = 0
         self._stalled = 0  # bytes of consecutive reads that completed nothing
         self._progress = 0  # bumped when the parser gets past a head, body bytes or a request's end
