@@ -35,6 +35,7 @@ _MAX_TARGETS = 256
 # line in memory until it ends, and every header costs a Python call on the event loop.
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
+_NEVER = float("inf")  # the deadline of a response without head_timeout, or past its head
 _RESERVED = (b"\nhost:", b"\ncontent-length:", b"\ntransfer-encoding:")
 Key = tuple[str, str, int]
 
@@ -161,7 +162,7 @@ class _Connection(asyncio.Protocol):
             values.append(text)
 
     @staticmethod
-    def _refuse_head(response: UpstreamResponse) -> None:
+    def _refuse_head(response: UpstreamResponse) -> NoReturn:
         response._abort(
             HeadersTooLarge(
                 f"upstream's response head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
@@ -208,9 +209,6 @@ class _Connection(asyncio.Protocol):
         self.sink = None
         response._keep = self.parser.should_keep_alive()
         response._end()
-
-
-_NEVER = float("inf")
 
 
 class _StopParsing(Exception):
