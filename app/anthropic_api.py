@@ -37,9 +37,9 @@ class _ClaudeEndpoint(ApiEndpoint):
     shape = Shape.ANTHROPIC
 
     async def _claude_request(
-        self, gateway: Gateway, receive: Receive, headers: dict[bytes, bytes], log: RequestLog
+        self, gateway: Gateway, scope: Scope, receive: Receive, headers: dict[bytes, bytes], log: RequestLog
     ) -> tuple[Model, dict[str, Any]]:
-        model, request = await self.model_request(gateway, receive, headers, log, "anthropic")
+        model, request = await self.model_request(gateway, scope, receive, headers, log, "anthropic")
         betas = _betas(headers, request, gateway.settings.anthropic_betas)
         request.pop("anthropic_beta", None)
         if betas:
@@ -52,7 +52,7 @@ class Messages(_ClaudeEndpoint):
     async def handle(
         self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
     ) -> None:
-        model, request = await self._claude_request(gateway, receive, headers, log)
+        model, request = await self._claude_request(gateway, scope, receive, headers, log)
         del request["model"]  # Vertex takes it from the URL and refuses it in the body
         stream = request.get("stream") is True
         url = gateway.urls.raw_predict(model, stream)
@@ -63,7 +63,7 @@ class CountTokens(_ClaudeEndpoint):
     async def handle(
         self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
     ) -> None:
-        model, request = await self._claude_request(gateway, receive, headers, log)
+        model, request = await self._claude_request(gateway, scope, receive, headers, log)
         request["model"] = model.name  # Vertex's id, without the publisher
         request.pop("stream", None)
         await self.forward(gateway, gateway.urls.count_tokens, orjson.dumps(request), False, receive, send, log)

@@ -10,12 +10,17 @@ from app.aliases import Model
 from app.auth import authenticate, authorize
 from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
 from app.keys import KeyRecord
+from app.limits import LIMITS
 from app.logs import RequestLog
 from app.proxy import CancelOnDisconnect, relay
+from app.resources import find_reference, might_reference
 from app.state import Gateway
 from app.wire import ClientGone, header_map, read_body, send_response
 
 logger = logging.getLogger("app")
+
+# Where a request's concurrency Lease waits for __call__'s finally (the scope is per request).
+LEASE = "gateway.lease"
 
 
 class ApiEndpoint:
@@ -44,6 +49,11 @@ class ApiEndpoint:
                 status, error_headers, body = render(self.shape, INTERNAL_ERROR)
                 await send_response(send, status, error_headers, body)
         finally:
+            # Every path ends here (answers, errors, disconnects, cancellation, streams run out),
+            # so the key's in-flight slot is always given back.
+            lease = scope.pop(LEASE, None)
+            if lease is not None:
+                lease.release()
             log.emit(gateway.project)
 
     async def handle(
@@ -58,11 +68,24 @@ class ApiEndpoint:
         raise NotImplementedError
 
     async def model_request(
-        self, gateway: Gateway, receive: Receive, headers: dict[bytes, bytes], log: RequestLog, publisher: str
+        self,
+        gateway: Gateway,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+        log: RequestLog,
+        publisher: str,
     ) -> tuple[Model, dict[str, Any]]:
-        """Authenticate, read and parse the body, resolve and authorise its model, for one publisher's API."""
+        """Authenticate, apply the key's limits, read and parse the body, resolve and authorise its model,
+        and refuse references to project resources, for one publisher's API."""
         record = await self.authenticate(gateway, headers, log)
-        request = parse_object(await read_body(receive, headers, gateway.settings.max_body_bytes))
+        if record.limited:
+            # Before the body is read: a key over its limit costs no upload and no parse.
+            lease = LIMITS.admit(record)
+            if lease is not None:
+                scope[LEASE] = lease
+        body = await read_body(receive, headers, gateway.settings.max_body_bytes)
+        request = parse_object(body)
         model = gateway.models.resolve(request.get("model"))
         log.alias, log.vertex_model = model.alias, model.vertex_id
         if model.publisher != publisher:
@@ -75,6 +98,8 @@ class ApiEndpoint:
                 code="wrong_endpoint",
             )
         authorize(record, model)
+        if not record.allow_resources and might_reference(body):
+            refuse_resources(record, request)
         return model, request
 
     @staticmethod
@@ -105,6 +130,22 @@ class ApiEndpoint:
                     response.close()  # drops the connection, so Vertex stops generating
         if watch.disconnected:
             log.status, log.outcome = log.status or 499, "client_disconnected"
+
+
+def refuse_resources(record: KeyRecord, request: dict[str, Any]) -> None:
+    found = find_reference(request)
+    if found is None:
+        return
+    path, kind = found
+    raise GatewayError(
+        400,
+        f"Field {path} is {kind}, which would make Vertex AI read this project's own data with the gateway's "
+        "credentials; API keys may not do that by default. Send the content inline (base64 or a data: URL) or as a "
+        f"public https:// URL, or ask the operator to allow it for key {record.id!r} "
+        '("allow_resources": true in the key document)',
+        param=path,
+        code="resource_not_allowed",
+    )
 
 
 _JSON_KINDS = {

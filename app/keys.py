@@ -29,6 +29,13 @@ class KeyRecord:
     enabled: bool
     models: frozenset[str] | None  # None: every model
     expires: float | None  # Unix time; the key is refused from this instant on
+    rpm: int | None = None  # requests per minute, per worker (app/limits.py)
+    max_concurrent: int | None = None  # requests in flight, per worker
+    allow_resources: bool = False  # may make Vertex read project resources (app/resources.py)
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.max_concurrent is not None
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
@@ -48,6 +55,20 @@ def _parse_expires(value: Any) -> float:
     if moment.tzinfo is None:
         raise ValueError(f"'expires' {value!r} needs a time zone (e.g. a trailing Z)")
     return moment.timestamp()
+
+
+# Far above any Vertex quota: a bigger number is a typo, and the limiter's memory does not depend on it.
+MAX_LIMIT = 1_000_000
+
+
+def _parse_limit(entry: dict[str, Any], name: str) -> int | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python; `true` is no limit anyone meant.
+    if type(value) is not int or not 1 <= value <= MAX_LIMIT:
+        raise ValueError(f"'{name}' must be a whole number from 1 to {MAX_LIMIT} (or absent for no limit)")
+    return value
 
 
 def _parse_entry(entry: Any) -> tuple[bytes, KeyRecord]:
@@ -75,7 +96,18 @@ def _parse_entry(entry: Any) -> tuple[bytes, KeyRecord]:
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise ValueError("'models' must be a list of model aliases")
     expires = _parse_expires(entry["expires"]) if entry.get("expires") is not None else None
-    record = KeyRecord(key_id, enabled, frozenset(models) if models is not None else None, expires)
+    allow_resources = entry.get("allow_resources", False)
+    if not isinstance(allow_resources, bool):
+        raise ValueError("'allow_resources' must be true or false")
+    record = KeyRecord(
+        key_id,
+        enabled,
+        frozenset(models) if models is not None else None,
+        expires,
+        rpm=_parse_limit(entry, "rpm"),
+        max_concurrent=_parse_limit(entry, "max_concurrent"),
+        allow_resources=allow_resources,
+    )
     return key_digest, record
 
 

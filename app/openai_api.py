@@ -60,7 +60,7 @@ class ChatCompletions(ApiEndpoint):
     async def handle(
         self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
     ) -> None:
-        model, request = await self.model_request(gateway, receive, headers, log, "google")
+        model, request = await self.model_request(gateway, scope, receive, headers, log, "google")
         # Only "model" changes: every other field (thought signatures, vendor extras) passes as sent.
         request["model"] = model.vertex_id
         stream = request.get("stream") is True
