@@ -102,3 +102,29 @@ def test_failed_load_keeps_last_good_set() -> None:
         ring.load_document(b"garbage", "v2")
     assert ring.version == "v1"
     assert ring.lookup("sk_live_alpha_123") is not None
+
+
+def test_limits_and_allow_resources_are_validated_like_the_other_fields() -> None:
+    records, problems = parse_key_document(
+        doc(
+            {"id": "ok", "key": "sk_live_ok_key_1", "rpm": 1, "max_concurrent": 1_000_000, "allow_resources": False},
+            {"id": "nulls", "key": "sk_live_ok_key_2", "rpm": None, "max_concurrent": None},
+            {"id": "zero", "key": "sk_live_zero_key", "rpm": 0},
+            {"id": "float", "key": "sk_live_float_key", "rpm": 1.5},
+            {"id": "bool", "key": "sk_live_bool_key", "max_concurrent": True},
+            {"id": "string", "key": "sk_live_string_key", "rpm": "60"},
+            {"id": "huge", "key": "sk_live_huge_key", "max_concurrent": 1_000_001},
+            {"id": "allow", "key": "sk_live_allow_key", "allow_resources": "yes"},
+        )
+    )
+    assert sorted(r.id for r in records.values()) == ["nulls", "ok"]
+    joined = "\n".join(problems)
+    for ident, field in (
+        ("zero", "'rpm'"),
+        ("float", "'rpm'"),
+        ("bool", "'max_concurrent'"),
+        ("string", "'rpm'"),
+        ("huge", "'max_concurrent'"),
+        ("allow", "'allow_resources'"),
+    ):
+        assert f"(id {ident!r}) skipped: {field}" in joined, ident

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
+import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import anthropic
+import openai
 import orjson
 import pytest
 
 from app.resources import find_reference, might_reference
+from tests.fakes.vertex import FakeVertex
+from tests.harness import Gateway, start_gateway
 
 
 def image(url: str) -> dict[str, Any]:
@@ -238,3 +246,141 @@ def test_a_large_clean_conversation_is_walked_quickly() -> None:
     start = time.perf_counter()
     assert find_reference(body) is None
     assert time.perf_counter() - start < 0.05
+
+
+# -- end to end: the real gateway process, the fake Vertex, the real SDKs ---------------------------
+
+DEFAULT_KEY = f"gwk-plain-{secrets.token_urlsafe(16)}"
+ALLOW_KEY = f"gwk-allow-{secrets.token_urlsafe(16)}"
+E2E_KEYS = [
+    {"id": "tenant-plain", "key": DEFAULT_KEY},
+    # Hashed, as scripts/keys writes it, to show the field rides along with a digest.
+    {"id": "tenant-allowed", "sha256": hashlib.sha256(ALLOW_KEY.encode()).hexdigest(), "allow_resources": True},
+]
+E2E_ALIASES = {"flash": "google/gemini-2.5-flash", "sonnet": "anthropic/claude-sonnet-4-6"}
+
+
+@pytest.fixture(scope="module")
+def resource_gateway(gateway_env: dict[str, str | None]) -> Iterator[Gateway]:
+    gw = start_gateway({**gateway_env, "API_KEYS_JSON": json.dumps(E2E_KEYS), "MODEL_ALIASES": json.dumps(E2E_ALIASES)})
+    yield gw
+    assert gw.stop() == 0, f"gateway log: {gw.log_path}"
+
+
+def gs_image_chat(sdk: openai.OpenAI, marker: str) -> Any:
+    return sdk.chat.completions.create(
+        model="flash",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"describe {marker}"},
+                    {"type": "image_url", "image_url": {"url": f"gs://project-bucket/{marker}.png"}},
+                ],
+            }
+        ],
+    )
+
+
+@pytest.mark.e2e
+def test_a_gs_image_is_refused_for_a_default_key_and_reaches_vertex_with_allow_resources(
+    resource_gateway: Gateway, fake_vertex: FakeVertex, marker: str
+) -> None:
+    with (
+        openai.OpenAI(api_key=DEFAULT_KEY, base_url=resource_gateway.base_url, max_retries=0) as sdk,
+        pytest.raises(openai.BadRequestError) as refused,
+    ):
+        gs_image_chat(sdk, marker)
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "resource_not_allowed"
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "messages[0].content[1].image_url.url"
+    assert "messages[0].content[1].image_url.url" in error["message"]
+    assert "allow_resources" in error["message"] and "operator" in error["message"]
+    assert fake_vertex.find(marker) == []
+    line = resource_gateway.wait_for_log(lambda e: e.get("key_id") == "tenant-plain" and "httpRequest" in e)
+    assert line["httpRequest"]["status"] == 400
+
+    with openai.OpenAI(api_key=ALLOW_KEY, base_url=resource_gateway.base_url, max_retries=0) as sdk:
+        reply = gs_image_chat(sdk, marker)
+    assert reply.choices[0].message.content
+    [forwarded] = fake_vertex.find(marker)
+    assert forwarded.json["messages"][0]["content"][1]["image_url"]["url"] == f"gs://project-bucket/{marker}.png"
+
+
+@pytest.mark.e2e
+def test_cached_content_is_refused(resource_gateway: Gateway, fake_vertex: FakeVertex, marker: str) -> None:
+    with (
+        openai.OpenAI(api_key=DEFAULT_KEY, base_url=resource_gateway.base_url, max_retries=0) as sdk,
+        pytest.raises(openai.BadRequestError) as refused,
+    ):
+        sdk.chat.completions.create(
+            model="flash",
+            messages=[{"role": "user", "content": f"hi {marker}"}],
+            # How Vertex's OpenAI-compatible API takes a context cache.
+            extra_body={"extra_body": {"google": {"cached_content": "projects/p/locations/l/cachedContents/7"}}},
+        )
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.body["code"] == "resource_not_allowed"
+    assert refused.value.body["param"] == "extra_body.google.cached_content"
+    assert fake_vertex.find(marker) == []
+
+
+@pytest.mark.e2e
+def test_anthropic_route_refuses_in_its_own_shape(
+    resource_gateway: Gateway, fake_vertex: FakeVertex, marker: str
+) -> None:
+    with anthropic.Anthropic(api_key=DEFAULT_KEY, base_url=resource_gateway.url, max_retries=0) as claude:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            claude.messages.create(
+                model="sonnet",
+                max_tokens=64,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": f"gs:// in prose is fine {marker}"},
+                            {"type": "image", "source": {"type": "url", "url": "gs://project-bucket/x.png"}},
+                        ],
+                    }
+                ],
+            )
+        body = refused.value.body
+        assert isinstance(body, dict) and body["type"] == "error"
+        assert body["error"]["type"] == "invalid_request_error"
+        assert "messages[0].content[1].source.url" in body["error"]["message"]
+        assert fake_vertex.find(marker) == []
+        # Prose that mentions gs:// passes.
+        reply = claude.messages.create(
+            model="sonnet", max_tokens=64, messages=[{"role": "user", "content": f"copy gs://b/o {marker}"}]
+        )
+    assert reply.content[0].type == "text"
+    assert len(fake_vertex.find(marker)) == 1
+
+
+@pytest.mark.e2e
+def test_json_escapes_do_not_smuggle_a_reference(
+    resource_gateway: Gateway, fake_vertex: FakeVertex, marker: str
+) -> None:
+    url = rb"\u0067s:\/\/project-bucket\/o.png"  # gs://project-bucket/o.png, escaped
+    body = (
+        b'{"model":"flash","messages":[{"role":"user","content":[{"type":"text","text":"%s"},'
+        b'{"type":"image_url","image_url":{"url":"%s"}}]}]}'
+    ) % (marker.encode(), url)
+    assert b"gs:" not in body
+    conn = http.client.HTTPConnection("127.0.0.1", resource_gateway.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body,
+            {"Authorization": f"Bearer {DEFAULT_KEY}", "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 400, answer
+    assert answer["error"]["code"] == "resource_not_allowed"
+    assert fake_vertex.find(marker) == []
