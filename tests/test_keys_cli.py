@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from app.keys import parse_key_document
 from tests.fakes.secretmanager import FakeSecretManager
 
 REPO = Path(__file__).resolve().parent.parent
@@ -401,3 +402,79 @@ def test_documents_whose_base64_differs_between_alphabets_are_read(keys: Cli, fa
     keys.ok("issue", "bob")
     records = {r["id"]: r for r in document(fake)}
     assert records["alice"]["note"] == note and "bob" in records
+
+
+def test_issue_sets_limits_and_rotation_keeps_them(keys: Cli, fake: FakeSecretManager) -> None:
+    keys.ok("issue", "alice", "--rpm", "60", "--max-concurrent", "2", "--allow-resources")
+    [record] = document(fake)
+    assert (record["rpm"], record["max_concurrent"], record["allow_resources"]) == (60, 2, True)
+    keys.ok("issue", "bob")
+    bob = document(fake)[1]
+    assert not {"rpm", "max_concurrent", "allow_resources"} & set(bob)  # absent means the defaults
+    keys.ok("rotate", "alice", "--grace", "1h")
+    alice, _, grace = document(fake)
+    for kept in (alice, grace):
+        assert (kept["rpm"], kept["max_concurrent"], kept["allow_resources"]) == (60, 2, True), kept["id"]
+    listed = {r["id"]: r for r in json.loads(keys.ok("list", "--json").stdout)}
+    assert listed["alice"]["rpm"] == 60 and listed["alice"]["allow_resources"] is True
+    assert "rpm" not in listed["bob"]
+    header, *rows = keys.ok("list").stdout.splitlines()
+    assert header.split()[-1] == "LIMITS"
+    assert rows[0].split()[-1] == "rpm=60,max_concurrent=2,allow_resources"
+    assert rows[1].split()[-1] == "-"
+
+
+def test_set_changes_and_removes_limits_on_a_key_and_its_grace_records(keys: Cli, fake: FakeSecretManager) -> None:
+    keys.ok("issue", "alice", "--rpm", "10")
+    keys.ok("rotate", "alice", "--grace", "1h")
+    keys.ok("set", "alice", "--max-concurrent", "3", "--allow-resources")
+    for record in document(fake):
+        assert (record["rpm"], record["max_concurrent"], record["allow_resources"]) == (10, 3, True)
+    keys.ok("set", "alice", "--rpm", "none", "--no-allow-resources")
+    for record in document(fake):
+        assert "rpm" not in record and "allow_resources" not in record and record["max_concurrent"] == 3
+    versions = len(fake.versions(SECRET))
+    same = keys.ok("set", "alice", "--max-concurrent", "3")
+    assert "nothing to write" in same.stderr and len(fake.versions(SECRET)) == versions
+    assert keys("set", "alice").code == 1
+    assert keys("set", "nobody", "--rpm", "5").code == 1
+    for bad in (("--rpm", "0"), ("--rpm", "1.5"), ("--max-concurrent", "-1"), ("--rpm", "1000001")):
+        assert keys("set", "alice", *bad).code == 2, bad
+        assert keys("issue", "carol", *bad).code == 2, bad
+    assert len(fake.versions(SECRET)) == versions
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rpm", 0),
+        ("rpm", 1.5),
+        ("rpm", "60"),
+        ("rpm", True),
+        ("max_concurrent", -1),
+        ("max_concurrent", 1_000_001),
+        ("allow_resources", "yes"),
+        ("allow_resources", 1),
+    ],
+)
+def test_a_bad_limit_is_refused_by_the_tool_as_the_gateway_skips_it(
+    field: str, value: Any, keys: Cli, fake: FakeSecretManager
+) -> None:
+    entry = {"id": "bob", "sha256": sha("bob"), "enabled": True, field: value}
+    # The gateway skips the entry (and keeps the rest)...
+    records, problems = parse_key_document(json.dumps([entry, {"id": "ok", "sha256": "a" * 64}]))
+    assert [r.id for r in records.values()] == ["ok"] and field in problems[0]
+    # ...and the tool writes nothing until it is fixed.
+    fake.add_version(SECRET, json.dumps([entry]))
+    result = keys("issue", "alice")
+    assert result.code == 1
+    assert f"entry #0 (id 'bob'): \"{field}\"" in result.stderr
+    assert len(fake.versions(SECRET)) == 1
+
+
+def test_good_limits_written_by_hand_are_kept_by_every_write(keys: Cli, fake: FakeSecretManager) -> None:
+    seed(fake, "bob", rpm=1, max_concurrent=1_000_000, allow_resources=False)
+    keys.ok("issue", "alice")
+    keys.ok("revoke", "alice")
+    bob = document(fake)[0]
+    assert (bob["rpm"], bob["max_concurrent"], bob["allow_resources"]) == (1, 1_000_000, False)
