@@ -129,6 +129,8 @@ def test_missing_credentials_are_said_at_once_and_sdks_do_not_retry(gateway_fact
     assert "gcloud auth application-default login" in error.message
     assert "retry-after" not in error.response.headers
     assert error.response.json()["error"]["code"] == "upstream_credentials_missing"
+    # Request lines go out once per event-loop turn: wait for this one, then count (retries would come before it).
+    gw.wait_for_log(lambda e: e.get("httpRequest", {}).get("requestUrl") == "/v1/chat/completions")
     lines = gw.request_logs()[started:]
     assert len([e for e in lines if e["httpRequest"]["requestUrl"] == "/v1/chat/completions"]) == 1, "no retries"
     health = get(gw, "/health")
