@@ -1,6 +1,7 @@
 """The gateway's ASGI app: routes, lifespan, and the errors Starlette raises itself."""
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -138,8 +139,12 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     return FastRoutes(starlette, hot)
 
 
+# gunicorn's "worker failed to boot" exit code: the master stops instead of restarting the worker forever.
+WORKER_BOOT_ERROR = 3
+
 try:
     app = create_app()
 except ConfigError as exc:
-    # gunicorn shows this line and stops: a bad setting must never become a running revision.
-    raise SystemExit(f"config error: {exc}") from None
+    # A bad setting must never become a running revision: say why, then stop the whole server.
+    print(f"config error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(WORKER_BOOT_ERROR) from None

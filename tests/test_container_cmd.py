@@ -33,9 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def healthz(port: int) -> int:
+def health(port: int) -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
             return reply.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -49,7 +49,7 @@ def test_cmd_is_exec_form_gunicorn() -> None:
     assert (ROOT / cmd[cmd.index("-c") + 1]).is_file()
 
 
-def test_container_cmd_serves_healthz_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_container_cmd_serves_health_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {
         # gunicorn from the project venv stands in for the image's /opt/venv/bin.
@@ -78,10 +78,10 @@ def test_container_cmd_serves_healthz_and_exits_cleanly_on_sigterm(tmp_path: Pat
     try:
         status, deadline = 0, time.monotonic() + 60
         while status != 200 and time.monotonic() < deadline and proc.poll() is None:
-            status = healthz(port)
+            status = health(port)
             if status != 200:
                 time.sleep(0.2)
-        assert status == 200, f"/healthz answered {status}; exit code {proc.poll()}"
+        assert status == 200, f"/health answered {status}; exit code {proc.poll()}"
 
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=CLOUD_RUN_GRACE_SECONDS)
@@ -92,3 +92,18 @@ def test_container_cmd_serves_healthz_and_exits_cleanly_on_sigterm(tmp_path: Pat
         output = proc.communicate(timeout=10)[0]
         print(output)  # shown by pytest when an assertion above fails
     assert "Traceback" not in output
+
+
+def test_a_bad_setting_stops_the_server_instead_of_restarting_workers(tmp_path: Path) -> None:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PORT": str(free_port()),
+        "HOME": str(tmp_path),
+        "GOOGLE_CLOUD_PROJECT": "Not_A_Project",
+        "WEB_CONCURRENCY": "2",
+    }
+    # Without the boot-error exit code, gunicorn restarts the failing workers until it is killed.
+    done = subprocess.run(container_cmd(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "config error: GOOGLE_CLOUD_PROJECT='Not_A_Project'" in done.stderr
+    assert "Worker failed to boot" in done.stderr
