@@ -216,8 +216,13 @@ def test_json_escapes_cannot_hide_a_reference_from_the_pre_check(raw: bytes) -> 
 
 
 def test_the_common_request_skips_the_walk() -> None:
-    body = orjson.dumps(chat(image("https://example.com/cat.png"), stream=True, temperature=0.2))
+    body = orjson.dumps(chat(stream=True, temperature=0.2, messages=[{"role": "user", "content": "Hi, how are you?"}]))
     assert not might_reference(body)
+    multi_line = orjson.dumps({"messages": [{"role": "user", "content": 'line one\nline two \u00e9 "quoted"'}]})
+    assert b"\\n" in multi_line and not might_reference(multi_line)
+    # A slash anywhere (a URL, base64) means the walk runs, and finds nothing to refuse.
+    with_url = chat(image("https://example.com/cat.png"))
+    assert might_reference(orjson.dumps(with_url)) and find_reference(with_url) is None
     claude = orjson.dumps(
         {"model": "sonnet", "max_tokens": 100, "system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}]}
     )
