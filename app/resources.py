@@ -15,7 +15,8 @@ The rule, applied to the parsed body (never raw bytes, so JSON escapes cannot hi
   value (short names such as `cachedContents/ID` resolve inside the project too);
 - prose is never inspected: the values of `text`, `thinking`, `arguments`, `partial_json`,
   `description`, `data` (inline content), and of `content` / `system` when they are strings; the
-  `input` of a `tool_use` block; JSON schemas (`parameters`, `input_schema`, `schema`); `metadata`.
+  `input` of a `tool_use` block; JSON schemas (`parameters`, `input_schema`, `schema`,
+  `response_schema`); `metadata`; stop sequences (`stop`, `stop_sequences`).
   Vertex reads none of these as a location, so a user's message that mentions `gs://` passes.
 
 Every reference the walk refuses holds a `/` (a `gs:/` or `bq:/` URI, an http(s) URL, a resource
@@ -37,7 +38,18 @@ _REFERENCE = re.compile(
 )
 _CACHED_KEYS = frozenset(("cachedContent", "cached_content"))
 # Values never read as a location, whatever their type.
-_SKIP_ANY = frozenset(("parameters", "input_schema", "schema", "metadata"))
+_SKIP_ANY = frozenset(
+    (
+        "parameters",
+        "input_schema",
+        "schema",
+        "response_schema",
+        "responseSchema",
+        "metadata",
+        "stop",
+        "stop_sequences",
+    )
+)
 # String values that are prose or inline content.
 _SKIP_STRING = frozenset(("text", "thinking", "arguments", "partial_json", "description", "data", "content", "system"))
 _TOOL_USE_TYPES = frozenset(("tool_use", "server_tool_use"))

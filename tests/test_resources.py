@@ -177,6 +177,11 @@ PASSED: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("metadata", {"metadata": {"user_id": "projects/p/x"}}),
+    ("stop sequences", {"stop": ["gs://"], "stop_sequences": ["projects/"]}),
+    (
+        "response schema",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"default": "gs://b/o"}}}},
+    ),
     ("claude text document", claude_image({"type": "text", "media_type": "text/plain", "data": "gs://b/o"})),
     ("empty cached_content", chat(cached_content="")),
     ("null cached_content", chat(cached_content=None)),
