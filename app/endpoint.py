@@ -1,4 +1,5 @@
-"""The frame every authenticated API route shares: log line, errors in the route's shape."""
+"""The frame every authenticated API route shares: log line, errors in the route's shape, per-key limits
+and the project-resource rule."""
 
 import logging
 from typing import Any

@@ -255,7 +255,7 @@ def test_a_large_clean_conversation_is_walked_quickly() -> None:
     body = {"model": "sonnet", "messages": turn * 300}
     start = time.perf_counter()
     assert find_reference(body) is None
-    assert time.perf_counter() - start < 0.05
+    assert time.perf_counter() - start < 0.25  # ~2 ms here; generous for a shared CI machine
 
 
 # -- end to end: the real gateway process, the fake Vertex, the real SDKs ---------------------------
