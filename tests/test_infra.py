@@ -444,6 +444,36 @@ def test_outputs_sorted_and_complete() -> None:
 # -- linters -----------------------------------------------------------------------
 
 
+def test_infra_matches_the_google_provider_schema(tmp_path: Path) -> None:
+    # Providers cannot be downloaded here, so `terraform validate` cannot run; this checks every google_*
+    # resource, argument and nested block against the provider's schema from a pinned npm package.
+    from tests.tools import tf_schema
+
+    tf_schema.fetch()  # `make setup` has done it; a bare pytest on a fresh clone does it here
+    schema = tf_schema.load_schema()
+    pinned = tuple(int(n) for n in schema["provider_version"].split("."))
+    assert (6, 50) <= pinned[:2] < (8,), "the lock must pin a provider that infra/versions.tf allows"
+    checked, findings = tf_schema.check(INFRA, schema)
+    assert findings == []
+    assert checked == sum(1 for (rtype, _) in resources() if rtype.startswith("google")), (
+        "every google_* block was checked"
+    )
+
+    # The checker itself: it does see a wrong type, a typo, a missing required argument and block.
+    (tmp_path / "bad.tf").write_text(
+        'resource "google_cloud_run_v2_service" "s" {\n  name = "x"\n  locaton = "y"\n}\n'
+        'resource "google_secret_manager_secret_versions" "v" {}\n'
+        'resource "google_secret_manager_secret" "k" {\n  secret_id = "k"\n'
+        "  replication {\n    auto {}\n    bogus = 1\n  }\n}\n"
+    )
+    _, bad = tf_schema.check(tmp_path, schema)
+    assert any("unknown argument or block 'locaton'" in f for f in bad), bad
+    assert any("missing required argument 'location'" in f for f in bad), bad
+    assert any("missing required block 'template'" in f for f in bad), bad
+    assert any("unknown resource type" in f and "secret_versions" in f for f in bad), bad
+    assert any("replication: unknown argument or block 'bogus'" in f for f in bad), bad
+
+
 def test_terraform_fmt() -> None:
     terraform = shutil.which("terraform")
     if not terraform:
