@@ -478,3 +478,143 @@ def test_good_limits_written_by_hand_are_kept_by_every_write(keys: Cli, fake: Fa
     keys.ok("revoke", "alice")
     bob = document(fake)[0]
     assert (bob["rpm"], bob["max_concurrent"], bob["allow_resources"]) == (1, 1_000_000, False)
+
+
+# -- global options and the local key file (--file) ------------------------------------------
+
+DEV_KEY_LINE = re.compile(r"sk_dev_[A-Za-z0-9_-]{43,}")
+
+
+def test_global_options_come_before_or_after_the_command(fake: FakeSecretManager, tmp_path: Path) -> None:
+    fake.create_secret(SECRET, project="named-project")
+    env = keys_env(fake, tmp_path)
+    del env["GOOGLE_CLOUD_PROJECT"]
+    env["CLOUDSDK_CORE_PROJECT"] = ""  # only the flag names the project
+    before = run_keys(env, "--project", "named-project", "issue", "alice")
+    after = run_keys(env, "issue", "bob", "--project", "named-project", "--secret", SECRET)
+    assert before.code == after.code == 0, before.stderr + after.stderr
+    ids = [r["id"] for r in json.loads(fake.latest_data(SECRET, project="named-project"))]
+    assert ids == ["alice", "bob"]
+    listed = run_keys(env, "list", "--json", "--project=named-project")
+    assert [r["id"] for r in json.loads(listed.stdout)] == ["alice", "bob"]
+
+
+def test_no_project_names_the_project_flag(fake: FakeSecretManager, tmp_path: Path) -> None:
+    env = keys_env(fake, tmp_path)
+    del env["GOOGLE_CLOUD_PROJECT"]
+    env["CLOUDSDK_CORE_PROJECT"] = ""
+    result = run_keys(env, "list")
+    assert result.code == 1
+    assert "no project" in result.stderr and "--project" in result.stderr and "--file" in result.stderr
+    assert fake.requests == []
+
+
+def file_env(home: Path) -> dict[str, str]:
+    # No gcloud configuration and no project at all: --file needs neither.
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8", "CLOUDSDK_CONFIG": str(home / "nope")}
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def test_file_mode_manages_the_local_key_file_the_gateway_reads(tmp_path: Path) -> None:
+    from app.key_sources import FileSource
+    from app.keys import KeyRing
+
+    path = tmp_path / ".local" / "keys.json"
+    env = file_env(tmp_path)
+    # As scripts/dev-run leaves it: one plaintext dev key.
+    path.parent.mkdir()
+    path.write_text(json.dumps([{"id": "dev", "key": "sk_dev_" + "d" * 43, "enabled": True}]))
+    path.chmod(0o600)
+    source = FileSource(str(path))
+    assert source.fetch() is not None
+
+    issued = run_keys(env, "--file", str(path), "issue", "alice", "--models", "flash", "--expires", "1h")
+    assert issued.code == 0, issued.stderr
+    alice = issued.stdout.splitlines()[-1]
+    assert DEV_KEY_LINE.fullmatch(alice) and issued.stdout == alice + "\n"
+    assert str(path) in issued.stderr and "API_KEYS_FILE" in issued.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["keys.json"]  # no temporary file left behind
+    doc = json.loads(path.read_text())
+    # The dev key stays first and in plaintext: scripts/dev-run prints it from there.
+    assert doc[0] == {"id": "dev", "key": "sk_dev_" + "d" * 43, "enabled": True}
+    assert doc[1]["sha256"] == sha(alice) and "key" not in doc[1] and alice not in path.read_text()
+
+    # The gateway's file source sees the change and its ring takes the new key with its limits.
+    fetched = source.fetch()
+    assert fetched is not None
+    ring = KeyRing()
+    assert ring.load_document(fetched[0]) == []
+    record = ring.lookup(alice)
+    assert record is not None and record.models == frozenset({"flash"}) and record.expires is not None
+
+    stamp = file_stamp(path)
+    set_limits = run_keys(env, "set", "alice", "--rpm", "5", "--file", str(path))
+    assert set_limits.code == 0, set_limits.stderr
+    assert file_stamp(path) != stamp and source.fetch() is not None
+    listed = run_keys(env, "list", "--json", "--file", str(path))
+    assert [(r["id"], r.get("rpm")) for r in json.loads(listed.stdout)] == [("dev", None), ("alice", 5)]
+
+    rotated = run_keys(env, "--file", str(path), "rotate", "dev", "--grace", "1h")
+    assert rotated.code == 0, rotated.stderr
+    new_dev = rotated.stdout.splitlines()[-1]
+    doc = json.loads(path.read_text())
+    assert doc[0]["id"] == "dev" and doc[0]["key"] == new_dev and "sha256" not in doc[0]
+    assert doc[-1]["grace_for"] == "dev" and doc[-1]["sha256"] == sha("sk_dev_" + "d" * 43)
+
+    assert run_keys(env, "--file", str(path), "revoke", "alice").code == 0
+    assert run_keys(env, "--file", str(path), "delete", "alice").code == 0
+    records, problems = parse_key_document(path.read_bytes())
+    assert problems == [] and sorted(r.id for r in records.values()) == ["dev", doc[-1]["id"]]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_file_mode_creates_the_file_and_refuses_what_the_gateway_would_skip(tmp_path: Path) -> None:
+    env = file_env(tmp_path)
+    path = tmp_path / "new" / "keys.json"
+    first = run_keys(env, "issue", "carol", "--file", str(path))
+    assert first.code == 0, first.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [r["id"] for r in json.loads(path.read_text())] == ["carol"]
+
+    # A key under 8 characters: the gateway skips it, so the tool neither hashes nor keeps it.
+    bad = [{"id": "ok", "sha256": "a" * 64}, {"id": "short", "key": "abc"}]
+    path.write_text(json.dumps(bad))
+    refused = run_keys(env, "--file", str(path), "issue", "dave")
+    assert refused.code == 1
+    assert "entry #1 (id 'short')" in refused.stderr and "at least 8 characters" in refused.stderr
+    assert json.loads(path.read_text()) == bad
+    # `list` shows what the gateway serves, and says what it skips.
+    listed = run_keys(env, "--file", str(path), "list")
+    assert listed.code == 0 and "ok" in listed.stdout and "short" not in listed.stdout
+    assert "the gateway skips entry #1 (id 'short')" in listed.stderr
+
+
+def test_file_mode_refuses_secret_manager_options(tmp_path: Path) -> None:
+    env = file_env(tmp_path)
+    path = tmp_path / "keys.json"
+    for args, message in (
+        (("--file", str(path), "--project", "p", "list"), "takes no --project or --secret"),
+        (("issue", "erin", "--file", str(path), "--keep-versions", "2"), "--keep-versions"),
+    ):
+        result = run_keys(env, *args)
+        assert result.code == 1 and message in result.stderr, result.stderr
+    assert not path.exists()
+
+
+def test_file_mode_a_concurrent_change_is_a_conflict(tmp_path: Path) -> None:
+    from tests.test_key_schema_contract import keys_tool
+
+    tool = keys_tool()
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps([{"id": "ok", "sha256": "a" * 64}]))
+    session = tool.FileStore(str(path)).session()
+    path.write_text(json.dumps([{"id": "other", "sha256": "b" * 64}]))  # someone else, meanwhile
+    with pytest.raises(tool.KeysError) as raised:
+        session.write([*session.records, {"id": "new", "sha256": "c" * 64}], None)
+    assert raised.value.code == 3 and "nothing was written" in str(raised.value)
+    assert [r["id"] for r in json.loads(path.read_text())] == ["other"]
