@@ -1,10 +1,11 @@
 # The README's first two commands: `make run` starts the gateway locally, `make test` runs every check.
+# `make test-fast` is the inner loop: in-process unit tests only (no processes, no gcloud), in seconds.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint fmt bench clean
+.PHONY: run test test-fast setup lint fmt bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,14 @@ tests/node_claude/node_modules/.installed: tests/node_claude/package.json tests/
 	npm ci --prefix tests/node_claude --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(BIN)/.installed .venv-checkov/.installed tests/node/node_modules/.installed tests/node_claude/node_modules/.installed
+# The hashicorp/google provider schema for tests/test_infra.py, from the npm package pinned (version and
+# sha512) in the lock file; kept in the venv, so `make clean` drops it with everything else installed.
+$(VENV)/tf-schema/.installed: tests/tools/google-provider.lock.json tests/tools/tf_schema.py $(BIN)/.installed
+	$(BIN)/python -m tests.tools.tf_schema fetch
+	touch $@
+
+setup: $(BIN)/.installed .venv-checkov/.installed tests/node/node_modules/.installed tests/node_claude/node_modules/.installed \
+	$(VENV)/tf-schema/.installed
 
 run: $(BIN)/.installed
 	scripts/dev-run
@@ -40,6 +48,9 @@ fmt: $(BIN)/.installed
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p tests.tools.fast -m "not e2e and not node and not slow"
 
 bench: $(BIN)/.installed
 	bash bench/run

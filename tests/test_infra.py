@@ -29,6 +29,9 @@ SKIP_DIRS = {".git", ".terraform", "node_modules", "__pycache__", ".pytest_cache
 
 Body = dict[str, Any]
 
+# Runs terraform, checkov, shellcheck and hadolint: `make test` only, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _clean(node: Any) -> Any:
     """hcl2 keeps HCL quotes on labels and string literals; drop them and its markers."""

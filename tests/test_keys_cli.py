@@ -25,6 +25,9 @@ KEYS = REPO / "scripts" / "keys"
 SECRET = "llm-gateway-keys"
 KEY_LINE = re.compile(r"sk_live_[A-Za-z0-9_-]{43,}")
 
+# Runs scripts/keys and the real gcloud: `make test` only, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Run:
