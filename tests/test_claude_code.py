@@ -237,3 +237,45 @@ def test_claude_code_model_names_mapped_to_gateway_aliases(
     assert_printed_fake_answer(done, gateway)
     assert_reached_vertex(claude_code_requests(fake_vertex, seen), DEFAULT_VERTEX[alias], fake_metadata)
     assert {e["alias"] for e in message_logs(gateway, logged)} == {alias}
+
+
+def test_claude_code_as_the_readme_says_against_make_run(claude_cli: Path, claude_home: Path, tmp_path: Path) -> None:
+    # README's Claude Code block, run as written by bash (the pinned `claude` first on PATH), against
+    # `make run` without Google credentials: scripts/dev-run and its local stand-in for Vertex.
+    # tests/test_readme.py says which two substitutions make it runnable (URL and dev key).
+    from tests.test_readme import localize, readme_examples, start_make_run
+
+    run = start_make_run(tmp_path)
+    try:
+        _, code = readme_examples()["claude"]
+        env = {
+            **_base_env(),
+            "PATH": f"{claude_cli.parent}{os.pathsep}{_base_env()['PATH']}",
+            "HOME": str(claude_home),
+            # The same quiet settings as every run here; the README's block sets the rest.
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "TERM": "dumb",
+            "NO_COLOR": "1",
+        }
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", localize(code, run.url, run.key)],
+            cwd=claude_home / "work",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        detail = f"exit {done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}\nlog: {run.log}"
+        assert done.returncode == 0 and done.stdout.strip(), detail
+        # The stand-in's canned Claude answers: an echo, or what a tool call it made came back with.
+        assert done.stdout.lstrip().startswith(("echo:", "tool said:")), detail
+        lines = [json.loads(line) for line in run.log.read_text().splitlines() if line.startswith("{")]
+        served = [e for e in lines if e.get("httpRequest", {}).get("requestUrl") == "/v1/messages"]
+        assert served and all(e["httpRequest"]["status"] == 200 and e["key_id"] == "dev" for e in served), detail
+        assert {e["alias"] for e in served} <= {"sonnet", "haiku", "opus"}
+    finally:
+        run.stop()
