@@ -3,6 +3,11 @@ output "custom_domain_url" {
   value       = var.domain == "" ? "" : "https://${var.domain}"
 }
 
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of the gateway (requests, errors, latency, tokens, capacity); docs/usage.md describes each tile."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/builder/${element(split("/", google_monitoring_dashboard.gateway.id), 3)}?project=${var.project_id}"
+}
+
 output "domain_dns_records" {
   description = "DNS records to create at your DNS host when it is not Cloud DNS (a subdomain gets one CNAME to ghs.googlehosted.com.)."
   value = flatten([

@@ -1,3 +1,47 @@
+variable "alert_5xx_ratio" {
+  description = "Share of requests answered 5xx (0 to 1) that, held for 5 minutes, raises the gateway 5xx alert. Alerts exist only when alert_email is set."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_5xx_ratio > 0 && var.alert_5xx_ratio <= 1
+    error_message = "alert_5xx_ratio must be a fraction above 0 and at most 1, e.g. 0.05 for 5% of requests."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address that receives the gateway's alerts (5xx rate, Vertex AI 429s, no successful request, key refresh failing). Empty (the default): no notification channel and no alert policies."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alert_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be empty (no alerts) or one email address such as \"oncall@example.com\"."
+  }
+}
+
+variable "alert_no_success_minutes" {
+  description = "Minutes of requests with a valid key and not one 2xx answer before the no-success alert fires."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.alert_no_success_minutes >= 5 && var.alert_no_success_minutes <= 1440 && floor(var.alert_no_success_minutes) == var.alert_no_success_minutes
+    error_message = "alert_no_success_minutes must be a whole number from 5 to 1440; 10 catches an outage without paging for a quiet spell."
+  }
+}
+
+variable "alert_upstream_429_per_minute" {
+  description = "Vertex AI 429 answers per minute that, held for 5 minutes, raise the upstream 429 alert."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alert_upstream_429_per_minute > 0
+    error_message = "alert_upstream_429_per_minute must be above 0, e.g. 5 (429s a minute, averaged over 5 minutes)."
+  }
+}
+
 variable "artifact_repository_id" {
   description = "Artifact Registry Docker repository that holds the gateway images (deploy.sh pushes here)."
   type        = string
