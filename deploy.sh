@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ship the gateway: build the image with Cloud Build (tagged by git commit), apply infra/
-# with Terraform, wait for the new revision, smoke-test /health and print the service URL
-# as the last line on stdout. Re-runnable; logs go to stderr. Runbook: docs/deploy.md.
+# with Terraform, wait for the new revision, smoke-test /health, name the monitoring dashboard
+# and print the service URL as the last line on stdout. Re-runnable; logs (and the dashboard
+# URL) go to stderr. Runbook: docs/deploy.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -202,6 +203,9 @@ main() {
   fi
   wait_ready "$service"
   smoke_test "$url"
+  # The Cloud Monitoring dashboard (infra/dashboard.tf, docs/usage.md): on stderr, so stdout stays the URL.
+  found="$(terraform -chdir="$ROOT/infra" output -raw dashboard_url 2>/dev/null || true)"
+  [[ $found == https://* ]] && log "dashboard $found"
   printf '%s\n' "$url"
 }
 

@@ -65,7 +65,8 @@ elif tool == "terraform":
         if env("FAKE_NO_STATE"):  # what terraform really does: a warning on stdout, exit 0
             print("Warning: No outputs found\n\nThe state file either has no outputs defined")
         else:
-            print(env("FAKE_URL") if sub[2] == "service_url" else "", end="")
+            outputs = {"service_url": env("FAKE_URL"), "dashboard_url": env("FAKE_DASHBOARD_URL", "")}
+            print(outputs.get(sub[2], ""), end="")
 elif tool == "gcloud":
     line = " ".join(args)
     if line.startswith("config get-value project"):
@@ -350,6 +351,29 @@ def test_missing_outputs_after_apply_fail_the_deploy(deploy) -> None:
     r = deploy(*FLAGS, no_state="1")
     assert r.code != 0 and "service_url" in r.stderr
     assert not r.find("curl") and r.stdout == ""
+
+
+DASHBOARD = f"https://console.cloud.google.com/monitoring/dashboards/builder/0f1e2d3c-4b5a?project={PROJECT}"
+
+
+def test_dashboard_url_is_said_on_stderr_at_the_end_and_stdout_stays_the_url(deploy) -> None:
+    r = deploy(*FLAGS, dashboard_url=DASHBOARD)
+    assert r.code == 0, r.stderr
+    assert r.stdout == URL + "\n"  # stdout is still only the service URL
+    assert r.stderr.splitlines()[-1] == f"deploy: dashboard {DASHBOARD}"
+    # Read once, after the revision passed its smoke check.
+    (read,) = [c for c in r.tf("output") if c[-1] == "dashboard_url"]
+    assert r.index(read) > r.index(r.find("curl")[-1])
+
+
+def test_no_dashboard_line_without_an_https_dashboard_output(deploy) -> None:
+    # An older state without the output, or no state at all (terraform then prints a warning on stdout).
+    r = deploy(*FLAGS)
+    assert r.code == 0, r.stderr
+    assert "deploy: dashboard" not in r.stderr and r.stdout == URL + "\n"
+    r = deploy(*FLAGS, "--dry-run", no_state="1")
+    assert r.code == 0, r.stderr
+    assert not [line for line in r.stderr.splitlines() if line.startswith("deploy: dashboard")]
 
 
 # -- the smoke check through Cloud Run's front end ------------------------------------
