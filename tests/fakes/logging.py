@@ -265,7 +265,8 @@ class FakeLogging(BackgroundServer):
     """`POST /v2/entries:list`: resourceNames, filter (the subset above), orderBy, pageSize, pageToken.
 
     `entries` holds LogEntry dicts. `page_delay` (seconds) holds every page after the first, so a test
-    can see that a reader shows progress before the read ends. `requests` records each call's body.
+    can see that a reader shows progress before the read ends. `deny` answers every call 403.
+    `requests` records each call's body; `served_at` the monotonic time each page went out.
     """
 
     MAX_PAGE = 1000  # the API's own upper bound on pageSize
@@ -276,6 +277,7 @@ class FakeLogging(BackgroundServer):
         self.entries: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.page_delay = 0.0
+        self.deny = False  # every call answers 403, as for a caller without logging.logEntries.list
         self.served_at: list[float] = []
         self._lock = threading.Lock()
 
@@ -314,6 +316,8 @@ class FakeLogging(BackgroundServer):
 
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        if self.deny:
+            return _error(403, "PERMISSION_DENIED", "Permission 'logging.logEntries.list' denied on resource.")
         body = await request.json()
         with self._lock:
             self.requests.append(body)
