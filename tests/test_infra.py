@@ -418,6 +418,7 @@ def _pattern(name: str) -> re.Pattern[str]:
         ),
         ("service_name", ["llm-gateway", "gw1"], ["-gw", "gw-", "a" * 27, "Gateway"]),
         ("keys_secret_id", ["llm-gateway-keys", "k_1"], ["projects/p/secrets/s", "bad key"]),
+        ("alert_email", ["oncall@example.com", "a.b+c@x.co.uk"], ["oncall", "a@b", "a b@c.d", "@example.com"]),
     ],
 )
 def test_validation_patterns(name: str, good: list[str], bad: list[str]) -> None:
@@ -576,3 +577,160 @@ def test_model_alias_validation_matches_the_gateway() -> None:
     }
     # Terraform rejects at plan time exactly what the gateway would refuse at start-up.
     assert found == {"alias": ALIAS_RE.pattern, "model": VERTEX_ID_RE.pattern}
+
+
+# -- monitoring: log-based metrics, dashboard, alerts (issue 14) ------------------------------------------
+# The metrics' filters and extractors are checked against real gateway lines in tests/test_usage.py.
+
+
+def _expression(path: Path, pattern: str) -> str:
+    match = re.search(pattern, path.read_text(), re.S)
+    assert match, f"{path.name}: {pattern}"
+    return match.group(1)
+
+
+DASHBOARD_ID = "projects/123456789/dashboards/0f1e2d3c-4b5a-6789"
+
+
+@cache
+def monitoring_outputs(alert_email: str) -> dict[str, Any]:
+    """The dashboard JSON, the alert policies' for_each and the dashboard_url output, as the real terraform
+    evaluates the expressions in infra/ (copied verbatim; the dashboard's id becomes a literal)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="tf-monitoring-"))
+    module = scratch_module(folder, with_locals=True)
+    shutil.copy2(INFRA / "dashboard.json.tftpl", module / "dashboard.json.tftpl")
+    dashboard = _expression(INFRA / "dashboard.tf", r"dashboard_json = (templatefile\(.*?\n  \}\))")
+    policies = _expression(
+        INFRA / "alerts.tf", r'resource "google_monitoring_alert_policy" "gateway" \{\s*for_each = (.*?)\n'
+    )
+    url = _expression(INFRA / "outputs.tf", r'output "dashboard_url" \{.*?value += (.*?)\n')
+    assert url.count("google_monitoring_dashboard.gateway.id") == 1
+    url = url.replace("google_monitoring_dashboard.gateway.id", json.dumps(DASHBOARD_ID))
+    (module / "outputs.tf").write_text(
+        f'output "dashboard" {{\n  value = {dashboard}\n}}\n'
+        f'output "policies" {{\n  value = {policies}\n}}\n'
+        f'output "dashboard_url" {{\n  value = {url}\n}}\n'
+        'output "channels" {\n  value = local.alert_emails\n}\n'
+    )
+    proc = terraform_run(
+        module, "apply", "-auto-approve", "-input=false", *REQUIRED, "-var", f"alert_email={alert_email}"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = terraform_run(module, "output", "-json")
+    assert out.returncode == 0, out.stderr
+    values: dict[str, Any] = {name: o["value"] for name, o in json.loads(out.stdout).items()}
+    values["dashboard"] = json.loads(values["dashboard"])
+    shutil.rmtree(folder, ignore_errors=True)
+    return values
+
+
+def _metric_value_types() -> dict[str, str]:
+    from tests.test_usage import metrics
+
+    return {name: metric.value_type for name, metric in metrics().items()}
+
+
+_PROMQL_METRIC = re.compile(r"\b(logging_googleapis_com:user_llm_gateway_|run_googleapis_com:)(\w+)\{")
+# Cloud Run's own metrics: instance count (a gauge), CPU and memory utilizations (distributions).
+RUN_METRICS = {"container_instance_count", "container_cpu_utilizations_bucket", "container_memory_utilizations_bucket"}
+
+
+def _check_promql(query: str, value_types: dict[str, str]) -> None:
+    found = _PROMQL_METRIC.findall(query)
+    assert found, query
+    for prefix, name in found:
+        if prefix.startswith("run_"):
+            assert name in RUN_METRICS, query
+            continue
+        assert 'monitored_resource="cloud_run_revision"' in query, "log-based metrics map to several resources"
+        if name in value_types:
+            assert value_types[name] != "DISTRIBUTION", f"a distribution is read as _bucket, _sum or _count: {query}"
+            continue
+        # A distribution is queried as a histogram: NAME_bucket, NAME_sum, NAME_count.
+        base, _, suffix = name.rpartition("_")
+        assert suffix in ("bucket", "sum", "count") and value_types.get(base) == "DISTRIBUTION", (
+            f"{name}: no such log-based metric ({query})"
+        )
+
+
+def test_dashboard_is_one_page_of_the_issues_tiles() -> None:
+    board = monitoring_outputs("")["dashboard"]
+    assert board["displayName"].startswith("llm-gateway: ")
+    layout = board["mosaicLayout"]
+    columns = layout["columns"]
+    assert columns == 48
+    cells: set[tuple[int, int]] = set()
+    value_types = _metric_value_types()
+    titles = []
+    for tile in layout["tiles"]:
+        assert tile["xPos"] + tile["width"] <= columns
+        covered = {
+            (x, y)
+            for x in range(tile["xPos"], tile["xPos"] + tile["width"])
+            for y in range(tile["yPos"], tile["yPos"] + tile["height"])
+        }
+        assert not covered & cells, f"{tile['widget']['title']} overlaps another tile"
+        cells |= covered
+        widget = tile["widget"]
+        titles.append(widget["title"])
+        data_sets = widget["xyChart"]["dataSets"]
+        assert data_sets
+        for data_set in data_sets:
+            assert set(data_set) == {"timeSeriesQuery", "plotType"} and data_set["plotType"] == "LINE"
+            _check_promql(data_set["timeSeriesQuery"]["prometheusQuery"], value_types)
+    # One page: five rows of two tiles at most.
+    assert max(t["yPos"] + t["height"] for t in layout["tiles"]) <= 80
+    wanted = (
+        "Requests per minute by model",
+        "Error rate by status class",
+        "Latency p50 and p95",
+        "Time to first byte p50 and p95",
+        "Tokens per day by key",
+        "Vertex AI 429s",
+        "Cloud Run instances",
+        "CPU utilization",
+        "Memory utilization",
+    )
+    for words in wanted:
+        assert any(title.startswith(words) for title in titles), words
+    # docs/usage.md describes every tile, by its title.
+    guide = (ROOT / "docs" / "usage.md").read_text()
+    for title in titles:
+        assert f"**{title}**" in guide, f"docs/usage.md does not describe the tile {title!r}"
+
+
+def test_dashboard_url_output() -> None:
+    assert monitoring_outputs("")["dashboard_url"] == (
+        "https://console.cloud.google.com/monitoring/dashboards/builder/0f1e2d3c-4b5a-6789?project=my-project-123"
+    )
+
+
+def test_alerts_exist_only_with_an_email_and_say_what_to_check_first() -> None:
+    off = monitoring_outputs("")
+    assert off["policies"] == {} and off["channels"] == []
+    on = monitoring_outputs("oncall@example.com")
+    assert on["channels"] == ["oncall@example.com"]
+    policies = on["policies"]
+    assert set(policies) == {"gateway_5xx", "upstream_429", "no_success", "key_refresh"}
+    value_types = _metric_value_types()
+    for name, alert in policies.items():
+        assert "Check first" in alert["documentation"], name
+        assert alert["severity"] in ("CRITICAL", "ERROR", "WARNING")
+        assert re.fullmatch(r"\d+s", alert["duration"])
+        _check_promql(alert["query"], value_types)
+    assert policies["gateway_5xx"]["query"].endswith("> 0.05")
+    assert "[10m]" in policies["no_success"]["query"] and 'key_id!=""' in policies["no_success"]["query"]
+    channel = resource("google_monitoring_notification_channel", "email")
+    assert channel["for_each"] == "${local.alert_emails}" and channel["type"] == "email"
+    policy = resource("google_monitoring_alert_policy", "gateway")
+    assert (
+        policy["notification_channels"]
+        == "${[for channel in google_monitoring_notification_channel.email : channel.name]}"
+    )
+    assert one(policy, "documentation")["mime_type"] == "text/markdown"
+
+
+def test_monitoring_api_is_enabled() -> None:
+    assert '"monitoring.googleapis.com"' in locals_()["apis"]
