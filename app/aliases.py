@@ -35,14 +35,6 @@ class Model:
     def name(self) -> str:
         return self.vertex_id.split("/", 1)[1]
 
-    @property
-    def api(self) -> str:
-        return "messages" if self.publisher == "anthropic" else "chat.completions"
-
-    @property
-    def route(self) -> str:
-        return "/v1/messages" if self.publisher == "anthropic" else "/v1/chat/completions"
-
 
 class ModelTable:
     def __init__(self, aliases: Mapping[str, str]) -> None:

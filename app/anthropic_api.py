@@ -1,22 +1,20 @@
-"""Anthropic Messages routes: /v1/messages and /v1/messages/count_tokens to Claude on Vertex.
+"""The Anthropic Messages client API's upstreams: Claude on Vertex, for /v1/messages and
+/v1/messages/count_tokens.
 
-Vertex takes the Anthropic body nearly as is: the model moves into the URL, the
-version is Vertex's own, and betas travel in the body instead of a header.
+Vertex takes the Anthropic body nearly as is: the model moves into the URL (count-tokens keeps it in
+the body, as the Vertex name), the version is Vertex's own, and betas travel in the body instead of a
+header.
 """
 
 import logging
 from typing import Any
 
 import orjson
-from starlette.types import Receive, Scope, Send
 
 from app.aliases import Model
-from app.endpoint import ApiEndpoint
-from app.errors import Shape
-from app.logs import RequestLog
-from app.state import Gateway
+from app.pipeline import Call, UpstreamCall
 
-log = logging.getLogger("app.anthropic")
+logger = logging.getLogger("app.anthropic")
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
@@ -29,41 +27,34 @@ def _betas(headers: dict[bytes, bytes], body: dict[str, Any], allowed: frozenset
     kept = [b for b in dict.fromkeys(wanted) if b in allowed]
     dropped = [b for b in wanted if b not in allowed]
     if dropped:
-        log.debug("dropped anthropic betas Vertex is not known to accept: %s", ", ".join(dropped))
+        logger.debug("dropped anthropic betas Vertex is not known to accept: %s", ", ".join(dropped))
     return kept
 
 
-class _ClaudeEndpoint(ApiEndpoint):
-    shape = Shape.ANTHROPIC
-
-    async def _claude_request(
-        self, gateway: Gateway, scope: Scope, receive: Receive, headers: dict[bytes, bytes], log: RequestLog
-    ) -> tuple[Model, dict[str, Any]]:
-        model, request = await self.model_request(gateway, scope, receive, headers, log, "anthropic")
-        betas = _betas(headers, request, gateway.settings.anthropic_betas)
-        request.pop("anthropic_beta", None)
-        if betas:
-            request["anthropic_beta"] = betas
-        request["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
-        return model, request
+def _for_vertex(call: Call, request: dict[str, Any]) -> dict[str, Any]:
+    betas = _betas(call.headers, request, call.gateway.settings.anthropic_betas)
+    request.pop("anthropic_beta", None)
+    if betas:
+        request["anthropic_beta"] = betas
+    request["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+    return request
 
 
-class Messages(_ClaudeEndpoint):
-    async def handle(
-        self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
-    ) -> None:
-        model, request = await self._claude_request(gateway, scope, receive, headers, log)
+class ClaudeMessages:
+    """`:rawPredict` / `:streamRawPredict` of the model."""
+
+    def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall:
+        request = _for_vertex(call, request)
         del request["model"]  # Vertex takes it from the URL and refuses it in the body
         stream = request.get("stream") is True
-        url = gateway.urls.raw_predict(model, stream)
-        await self.forward(gateway, url, orjson.dumps(request), stream, receive, send, log)
+        return UpstreamCall(call.gateway.urls.raw_predict(model, stream), orjson.dumps(request), stream)
 
 
-class CountTokens(_ClaudeEndpoint):
-    async def handle(
-        self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
-    ) -> None:
-        model, request = await self._claude_request(gateway, scope, receive, headers, log)
+class ClaudeCountTokens:
+    """`count-tokens:rawPredict`, in a region that serves it."""
+
+    def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall:
+        request = _for_vertex(call, request)
         request["model"] = model.name  # Vertex's id, without the publisher
         request.pop("stream", None)
-        await self.forward(gateway, gateway.urls.count_tokens, orjson.dumps(request), False, receive, send, log)
+        return UpstreamCall(call.gateway.urls.count_tokens, orjson.dumps(request), False)

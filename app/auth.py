@@ -54,8 +54,8 @@ def authenticate(ring: KeyRing, headers: dict[bytes, bytes], keys_problem: str) 
 
 
 def authorize(record: KeyRecord, model: Model) -> None:
-    if record.models is not None and model.alias not in record.models:
-        allowed = ", ".join(sorted(record.models)) or "none"
+    if not record.may_use(model.alias):
+        allowed = ", ".join(sorted(record.models or ())) or "none"
         raise GatewayError(
             403,
             f"API key {record.id!r} may not use model {model.alias!r}; it may use: {allowed}",

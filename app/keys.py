@@ -40,6 +40,10 @@ class KeyRecord:
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
 
+    def may_use(self, alias: str) -> bool:
+        """The model allowlist, in one place: a key without `models` may use every alias."""
+        return self.models is None or alias in self.models
+
 
 def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()

@@ -134,7 +134,3 @@ class KeyLimits:
             self._inflight[key_id] = left
         else:
             self._inflight.pop(key_id, None)
-
-
-# This worker's limits (each gunicorn worker is its own process with its own copy).
-LIMITS = KeyLimits()

@@ -134,7 +134,6 @@ class RequestLog:
     error: str | None = None
     attempts: int = 0
     response_bytes: int = 0
-    response_started: bool = False
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:

@@ -14,25 +14,25 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import pages
-from app.anthropic_api import CountTokens, Messages
+from app.anthropic_api import ClaudeCountTokens, ClaudeMessages
+from app.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from app.asgi import header_map
 from app.config import ConfigError, Settings, load_settings
-from app.errors import INTERNAL_ERROR, GatewayError, render
+from app.errors import INTERNAL_ERROR, GatewayError
+from app.gateway import Gateway
 from app.logs import RequestLog, setup_logging
-from app.openai_api import ChatCompletions, ModelGet, ModelList
+from app.openai_api import ModelGet, ModelList, VertexChat
+from app.pipeline import ModelRoute, refusal
 from app.route_hints import not_found, shape_for
-from app.state import Gateway
-from app.wire import header_map
 
-log = logging.getLogger("app")
+logger = logging.getLogger("app")
 
 
 def _error_response(request: Request, error: GatewayError) -> Response:
-    status, headers, body = render(shape_for(request.url.path), error)
-    gateway: Gateway | None = getattr(request.app.state, "gateway", None)
     client = request.client
-    entry = RequestLog(request.method, request.url.path, header_map(request.scope), client.host if client else None)
-    entry.status, entry.error = status, error.message
-    entry.emit(gateway.project if gateway else None)
+    line = RequestLog(request.method, request.url.path, header_map(request.scope), client.host if client else None)
+    status, headers, body = refusal(shape_for(request.url.path), error, line)
+    line.emit(request.app.state.gateway.project)
     return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
 
 
@@ -54,7 +54,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return _error_response(request, INTERNAL_ERROR)
 
 
@@ -92,7 +92,6 @@ class FastRoutes:
         if scope["type"] == "http":
             endpoint = self.routes.get((scope["method"], scope["path"]))
             if endpoint is not None:
-                scope["app"] = self.app
                 await endpoint(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -102,10 +101,11 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     settings = settings or load_settings()
     setup_logging(settings.log_level)
 
+    # One Gateway per worker (each imports the app), bound to the endpoints here and started by the lifespan.
+    gateway = Gateway(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gateway = Gateway(settings)
-        app.state.gateway = gateway
         await gateway.start()
         try:
             yield
@@ -113,9 +113,15 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
             await gateway.stop()
 
     hot = [
-        Route("/v1/chat/completions", ChatCompletions(), methods=["POST"]),
-        Route("/v1/messages", Messages(), methods=["POST"]),
-        Route("/v1/messages/count_tokens", CountTokens(), methods=["POST"]),
+        Route("/v1/chat/completions", ModelRoute(gateway, OPENAI_CHAT, {"google": VertexChat()}), methods=["POST"]),
+        Route(
+            "/v1/messages", ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeMessages()}), methods=["POST"]
+        ),
+        Route(
+            "/v1/messages/count_tokens",
+            ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeCountTokens()}),
+            methods=["POST"],
+        ),
     ]
     routes = [
         Route("/", pages.splash, methods=["GET"]),
@@ -124,8 +130,8 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
         # /healthz stays for local use and for probes written before.
         Route("/health", health, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
-        Route("/v1/models", ModelList(), methods=["GET"]),
-        Route("/v1/models/{model_id:path}", ModelGet(), methods=["GET"]),
+        Route("/v1/models", ModelList(gateway), methods=["GET"]),
+        Route("/v1/models/{model_id:path}", ModelGet(gateway), methods=["GET"]),
         *hot,
     ]
     starlette = Starlette(
@@ -136,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     # Starlette would answer `/v1/messages/` with a 307 to a Location built from the client's Host (and
     # `http`), unauthenticated and unlogged; SDKs follow it and re-send the key. A 404 says what to fix.
     starlette.router.redirect_slashes = False
+    # The pages, /health and Starlette's own errors read the Gateway here (Starlette hands them only the request).
+    starlette.state.gateway = gateway
     return FastRoutes(starlette, hot)
 
 

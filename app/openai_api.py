@@ -1,15 +1,15 @@
-"""OpenAI-compatible routes: /v1/models and /v1/chat/completions to Gemini on Vertex."""
+"""The OpenAI client API: /v1/models and /v1/models/{id} from the alias table, and the upstream of
+/v1/chat/completions, Vertex's OpenAI-compatible chat endpoint for Gemini."""
+
+from typing import Any
 
 import orjson
-from starlette.types import Receive, Scope, Send
 
 from app.aliases import Model
+from app.apis import client_api_of
 from app.auth import authorize
-from app.endpoint import ApiEndpoint
 from app.errors import JSON_HEADERS, GatewayError
-from app.logs import RequestLog
-from app.state import Gateway
-from app.wire import send_response
+from app.pipeline import Call, Endpoint, UpstreamCall
 
 # Fixed so the list is stable across deploys; OpenAI clients only display it.
 MODEL_CREATED = 1735689600
@@ -22,46 +22,41 @@ def model_object(model: Model) -> dict[str, object]:
         "created": MODEL_CREATED,
         "owned_by": model.publisher,
         "vertex_id": model.vertex_id,
-        "api": model.api,
+        "api": client_api_of(model).name,
     }
 
 
-class ModelList(ApiEndpoint):
-    async def handle(
-        self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
-    ) -> None:
-        record = await self.authenticate(gateway, headers, log)
-        visible = [m for m in gateway.models.models if record.models is None or m.alias in record.models]
-        body = orjson.dumps({"object": "list", "data": [model_object(m) for m in visible]})
-        log.status = 200
-        await send_response(send, 200, JSON_HEADERS, body)
+class ModelList(Endpoint):
+    async def handle(self, call: Call) -> None:
+        record = await self.authenticate(call)
+        visible = [m for m in self.gateway.models.models if record.may_use(m.alias)]
+        call.line.status = 200
+        await call.out.whole(
+            200, JSON_HEADERS, orjson.dumps({"object": "list", "data": [model_object(m) for m in visible]})
+        )
 
 
-class ModelGet(ApiEndpoint):
-    async def handle(
-        self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
-    ) -> None:
-        record = await self.authenticate(gateway, headers, log)
-        name = scope["path_params"]["model_id"]
-        model = gateway.models.get(name)
+class ModelGet(Endpoint):
+    async def handle(self, call: Call) -> None:
+        record = await self.authenticate(call)
+        name = call.scope["path_params"]["model_id"]
+        model = self.gateway.models.get(name)
         if model is None:
             raise GatewayError(
                 404,
-                f"Model {name[:200]!r} does not exist here. Valid models: {', '.join(gateway.models.aliases)}",
+                f"Model {name[:200]!r} does not exist here. Valid models: {', '.join(self.gateway.models.aliases)}",
                 param="model",
                 code="model_not_found",
             )
         authorize(record, model)
-        log.alias, log.vertex_model, log.status = model.alias, model.vertex_id, 200
-        await send_response(send, 200, JSON_HEADERS, orjson.dumps(model_object(model)))
+        call.line.alias, call.line.vertex_model, call.line.status = model.alias, model.vertex_id, 200
+        await call.out.whole(200, JSON_HEADERS, orjson.dumps(model_object(model)))
 
 
-class ChatCompletions(ApiEndpoint):
-    async def handle(
-        self, gateway: Gateway, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], log: RequestLog
-    ) -> None:
-        model, request = await self.model_request(gateway, scope, receive, headers, log, "google")
+class VertexChat:
+    """Vertex's OpenAI-compatible chat completions, for Gemini."""
+
+    def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall:
         # Only "model" changes: every other field (thought signatures, vendor extras) passes as sent.
         request["model"] = model.vertex_id
-        stream = request.get("stream") is True
-        await self.forward(gateway, gateway.urls.chat_completions, orjson.dumps(request), stream, receive, send, log)
+        return UpstreamCall(call.gateway.urls.chat_completions, orjson.dumps(request), request.get("stream") is True)

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from app.aliases import ModelTable
-from app.state import Gateway
+from app.apis import client_api_of
+from app.gateway import Gateway
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _STYLE = (
@@ -48,7 +49,7 @@ def _values(models: ModelTable, url: str, refresh_seconds: float) -> dict[str, s
     claude = [m.alias for m in models.models if m.publisher == "anthropic"] or ["sonnet"]
     rows = "\n".join(
         f"<tr><td><code>{html.escape(m.alias)}</code></td><td><code>{html.escape(m.vertex_id)}</code></td>"
-        f"<td>{m.route}</td></tr>"
+        f"<td>{client_api_of(m).path}</td></tr>"
         for m in models.models
     )
     return {

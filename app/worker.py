@@ -17,7 +17,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from app.wire import DRAIN_ALLOWANCE
+from app.asgi import DRAIN_ALLOWANCE
 
 # Generous for any real client (browsers send ~1-2 KiB), small enough that a
 # hostile one cannot make a worker hold megabytes of header per connection.
@@ -61,7 +61,7 @@ def _count_env(name: str) -> int | None:
 def _drain_budget() -> int:
     """How much of a request with a declared length may still be read after its answer went out.
 
-    Covers app/wire.py's promise: a body up to DRAIN_ALLOWANCE past MAX_BODY_BYTES is read and
+    Covers app/asgi.py's promise: a body up to DRAIN_ALLOWANCE past MAX_BODY_BYTES is read and
     discarded so the client sees its 413 instead of a broken pipe. app/config.py validates the
     variable and stops startup on a bad value; here a bad one just falls back to the default.
     A chunked body answered early gets only CHUNKED_DRAIN_BYTES (below).

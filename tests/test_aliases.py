@@ -1,6 +1,7 @@
 import pytest
 
 from app.aliases import ModelTable
+from app.apis import client_api_of
 from app.config import DEFAULT_ALIASES
 from app.errors import GatewayError
 
@@ -11,7 +12,11 @@ def test_alias_and_vertex_id_resolve_to_the_same_model() -> None:
     flash = TABLE.resolve("flash")
     assert flash.vertex_id == "google/gemini-2.5-flash"
     assert TABLE.resolve("google/gemini-2.5-flash") is flash
-    assert flash.api == "chat.completions" and flash.publisher == "google" and flash.name == "gemini-2.5-flash"
+    assert (
+        client_api_of(flash).name == "chat.completions"
+        and flash.publisher == "google"
+        and flash.name == "gemini-2.5-flash"
+    )
 
 
 def test_anthropic_api_ids_map_to_vertex_ids() -> None:
@@ -19,7 +24,7 @@ def test_anthropic_api_ids_map_to_vertex_ids() -> None:
     assert haiku.alias == "haiku" and haiku.name == "claude-haiku-4-5@20251001"
     assert TABLE.resolve("claude-haiku-4-5@20251001") is haiku
     assert TABLE.resolve("claude-sonnet-4-6").alias == "sonnet"
-    assert haiku.api == "messages"
+    assert client_api_of(haiku).name == "messages"
 
 
 @pytest.mark.parametrize("name", ["gpt-4o", "claude-sonnet-4-5-20250929", "FLASH", ""])

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 KEY = API_KEYS["full"]
 BAD_KEY = "gwk-not-a-key-" + secrets.token_urlsafe(16)
 MAX_BODY = 1 << 20
-# The most the worker reads of a request after answering it: MAX_BODY_BYTES + app/wire.py's 4 MiB
+# The most the worker reads of a request after answering it: MAX_BODY_BYTES + app/asgi.py's 4 MiB
 # allowance for a declared length (a chunked body gets less).
 DRAIN = MAX_BODY + (4 << 20)
 PIECE = 64 * 1024

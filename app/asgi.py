@@ -1,4 +1,5 @@
-"""Small ASGI helpers: headers in, body in (bounded), responses out."""
+"""Small ASGI helpers: headers in, body in (bounded), responses out through a Responder that knows
+whether the answer has started."""
 
 from collections.abc import Iterable
 
@@ -62,12 +63,33 @@ class ClientGone(Exception):
     """The client hung up before the request was complete; nobody to answer."""
 
 
-async def send_response(send: Send, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+class Responder:
+    """The way out for one request: sends the answer and knows whether it has started, so an error
+    after the first byte is never answered a second time."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def whole(self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> None:
+        self.started = True
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def start_stream(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def chunk(self, body: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def end_stream(self) -> None:
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -2,7 +2,9 @@ import asyncio
 
 import pytest
 
-from app.proxy import CancelOnDisconnect, UsageSniffer, _backoff, _retry_after_seconds, normalize_usage
+from app.disconnect import CancelOnDisconnect
+from app.upstream import _backoff, _retry_after_seconds
+from app.usage import UsageSniffer, normalize_usage
 
 
 def sse(*events: str) -> bytes:

@@ -1,4 +1,5 @@
-"""The per-worker Gateway: everything a request needs, built once in the lifespan."""
+"""The per-worker Gateway: everything a request needs. Built with the app (so endpoints are bound to
+it), started and stopped by the lifespan (the upstream client, the first key load, background tasks)."""
 
 import asyncio
 import logging
@@ -8,12 +9,13 @@ from app.config import Settings
 from app.errors import GatewayError
 from app.key_sources import KeyRefresher, make_source
 from app.keys import KeyDocumentError, KeyRing
+from app.limits import KeyLimits
 from app.logs import request_lines
-from app.proxy import Upstream
+from app.upstream import Upstream
 from app.upstream_client import UpstreamClient
 from app.vertex import TokenProvider, VertexUrls, make_client
 
-log = logging.getLogger("app")
+logger = logging.getLogger("app")
 
 
 class Gateway:
@@ -22,6 +24,7 @@ class Gateway:
         self.models = ModelTable(settings.aliases)
         self.ring = KeyRing()
         self.tokens = TokenProvider(settings.token_retry_seconds)
+        self.limits = KeyLimits()  # per worker: each gunicorn worker is its own process
         self.refresher: KeyRefresher | None = None
         self.client: UpstreamClient | None = None
         self.upstream: Upstream | None = None
@@ -70,12 +73,12 @@ class Gateway:
         try:
             source = make_source(self.settings, self.project)
         except KeyDocumentError as exc:
-            log.error("%s; every /v1 request will be refused with 503", exc)
+            logger.error("%s; every /v1 request will be refused with 503", exc)
             self._key_setup_error = "the key source is misconfigured; the operator should check the gateway's log"
             return
         if source is None:
             self._key_setup_error = "no key source is configured (API_KEYS_SECRET, API_KEYS_FILE or API_KEYS_JSON)"
-            log.error("%s; every /v1 request will be refused with 503", self._key_setup_error)
+            logger.error("%s; every /v1 request will be refused with 503", self._key_setup_error)
             return
         self.refresher = KeyRefresher(self.ring, source, self.settings.keys_refresh_seconds)
         # The lifespan holds this worker's first accept until its keys are in (SPEC: key loading).

@@ -1,0 +1,209 @@
+"""The pipeline every API route runs, one request at a time.
+
+A `Call` carries one request through it (the worker's Gateway, the ASGI scope, the body stream, the
+Responder, the headers, the request line). An `Endpoint` is bound to its Gateway when the app is
+built; `__call__` is the one place that turns how a request ended (an answer, a refusal, a hang-up,
+a bug) into at most one response and exactly one request line. `ModelRoute` is an endpoint that
+calls a model: authenticate, admit under the key's limits, read and check the body, pick the
+upstream API that serves the model's publisher, forward, relay.
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from app.aliases import Model
+from app.apis import OPENAI_CHAT, ClientApi, client_api_of
+from app.asgi import ClientGone, Responder, header_map, read_body
+from app.auth import authenticate, authorize
+from app.disconnect import CancelOnDisconnect
+from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
+from app.gateway import Gateway
+from app.keys import KeyRecord
+from app.limits import Lease
+from app.logs import RequestLog
+from app.relay import relay
+from app.resources import find_reference, might_reference
+
+logger = logging.getLogger("app")
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the pipeline."""
+
+    gateway: Gateway
+    scope: Scope
+    receive: Receive
+    out: Responder
+    headers: dict[bytes, bytes]
+    line: RequestLog
+    lease: Lease | None = None  # the key's in-flight slot, given back when the request ends
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """What to send Vertex for one request."""
+
+    url: str
+    payload: bytes
+    stream: bool
+
+
+class UpstreamApi(Protocol):
+    """How one upstream API is called for a model: the URL and the body, from the caller's parsed request."""
+
+    def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall: ...
+
+
+def refusal(shape: Shape, error: GatewayError, line: RequestLog) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """An error rendered in the caller's shape, and recorded on its request line."""
+    status, headers, body = render(shape, error)
+    line.status, line.error, line.response_bytes = status, error.message, len(body)
+    return status, headers, body
+
+
+class Endpoint:
+    """An ASGI endpoint bound to the worker's Gateway; subclasses implement `handle` and raise GatewayError
+    for refusals."""
+
+    client_api: ClientApi = OPENAI_CHAT
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        client = scope.get("client")
+        line = RequestLog(scope["method"], scope["path"], headers, client[0] if client else None)
+        call = Call(self.gateway, scope, receive, Responder(send), headers, line)
+        try:
+            await self.handle(call)
+        except GatewayError as exc:
+            if call.out.started:  # nothing more can be said to the caller; the line says it
+                line.error = exc.message
+            else:
+                await call.out.whole(*refusal(self.client_api.shape, exc, line))
+        except ClientGone:
+            line.status, line.outcome = 499, "client_disconnected"
+        except Exception:
+            # A bug: logged with its stack, answered as JSON (never a traceback), one request line as always.
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not call.out.started:
+                await call.out.whole(*render(self.client_api.shape, INTERNAL_ERROR))
+            line.status, line.error = 500, "internal error"
+        finally:
+            # Every way out passes here (answers, errors, hang-ups, cancellation, streams run out).
+            if call.lease is not None:
+                call.lease.release()
+            line.emit(self.gateway.project)
+
+    async def handle(self, call: Call) -> None:
+        raise NotImplementedError
+
+    async def authenticate(self, call: Call) -> KeyRecord:
+        refresher = self.gateway.refresher
+        if refresher is not None and refresher.stale():
+            # The refresh loop was starved (an idle Cloud Run instance has its CPU throttled):
+            # a revoked key must not outlive the refresh interval by more than a read.
+            await refresher.freshen()
+        record = authenticate(self.gateway.ring, call.headers, self.gateway.keys_problem)
+        call.line.key_id = record.id
+        return record
+
+
+class ModelRoute(Endpoint):
+    """A route that calls a model: the client API it speaks, and the upstream API per model publisher."""
+
+    def __init__(self, gateway: Gateway, client_api: ClientApi, upstreams: Mapping[str, UpstreamApi]) -> None:
+        super().__init__(gateway)
+        self.client_api = client_api
+        self.upstreams = upstreams
+
+    async def handle(self, call: Call) -> None:
+        model, request = await self.model_request(call)
+        await self.forward(call, self.upstreams[model.publisher].prepare(call, model, request))
+
+    async def model_request(self, call: Call) -> tuple[Model, dict[str, Any]]:
+        """Authenticate, apply the key's limits, read and parse the body, resolve and authorise its model,
+        and refuse references to project resources."""
+        record = await self.authenticate(call)
+        if record.limited:
+            # Before the body is read: a key over its limit costs no upload and no parse.
+            call.lease = self.gateway.limits.admit(record)
+        body = await read_body(call.receive, call.headers, self.gateway.settings.max_body_bytes)
+        request = parse_object(body)
+        model = self.gateway.models.resolve(request.get("model"))
+        call.line.alias, call.line.vertex_model = model.alias, model.vertex_id
+        if model.publisher not in self.upstreams:
+            served = client_api_of(model)
+            raise GatewayError(
+                400,
+                f"Model {model.alias!r} ({model.vertex_id}) is served at POST {served.path}, not on this route; "
+                f"call it there (e.g. with {served.clients})",
+                param="model",
+                code="wrong_endpoint",
+            )
+        authorize(record, model)
+        if not record.allow_resources and might_reference(body):
+            refuse_resources(record, request)
+        return model, request
+
+    async def forward(self, call: Call, target: UpstreamCall) -> None:
+        """POST to Vertex and relay the answer; a client hang-up cancels the upstream call at once."""
+        upstream = self.gateway.upstream
+        assert upstream is not None, "the lifespan starts the upstream before the first request"
+        call.line.stream = target.stream
+        with CancelOnDisconnect(call.receive) as watch:
+            async with upstream.exchange(target.url, target.payload, target.stream, call.line) as response:
+                await relay(response, self.client_api.shape, target.stream, call.out, call.line)
+        if watch.disconnected:
+            call.line.status, call.line.outcome = call.line.status or 499, "client_disconnected"
+
+
+def refuse_resources(record: KeyRecord, request: dict[str, Any]) -> None:
+    found = find_reference(request)
+    if found is None:
+        return
+    path, kind = found
+    raise GatewayError(
+        400,
+        f"Field {path} is {kind}, which would make Vertex AI read this project's own data with the gateway's "
+        "credentials; API keys may not do that by default. Send the content inline (base64 or a data: URL) or as a "
+        f"public https:// URL, or ask the operator to allow it for key {record.id!r} "
+        '("allow_resources": true in the key document)',
+        param=path,
+        code="resource_not_allowed",
+    )
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(
+            400,
+            f"Request body is not valid JSON ({exc}); send a JSON object with Content-Type: application/json",
+            code="invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise GatewayError(
+            400,
+            f"Request body must be a JSON object, not {_JSON_KINDS.get(type(data), 'a value')}",
+            code="invalid_body",
+        )
+    return data
