@@ -9,8 +9,6 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from app.config import Settings
 from app.errors import GatewayError
@@ -66,20 +64,11 @@ class Upstream:
         # (a trickle of bytes re-arms the idle clock but never moves this deadline).
         self._head_timeout = settings.headers_timeout
 
-    @asynccontextmanager
-    async def exchange(
-        self, url: str, payload: bytes, stream: bool, line: RequestLog
-    ) -> AsyncIterator[UpstreamResponse]:
-        """The one owner of an upstream response: opened here, and on every way out released to the pool
-        (read to its end) or closed (so Vertex stops generating)."""
-        response = await self.open(url, payload, stream, line)
-        try:
-            yield response
-        finally:
-            if response.at_eof():
-                response.release()
-            else:
-                response.close()
+    def exchange(self, url: str, payload: bytes, stream: bool, line: RequestLog) -> "Exchange":
+        """The one owner of an upstream response: `async with upstream.exchange(...) as response:` opens it,
+        and every way out of the block releases it to the pool (read to its end) or closes it (so Vertex
+        stops generating)."""
+        return Exchange(self, url, payload, stream, line)
 
     async def open(self, url: str, payload: bytes, stream: bool, line: RequestLog) -> UpstreamResponse:
         """POST to Vertex; retried only before any response reaches the client."""
@@ -148,3 +137,27 @@ def _headers_too_large(exc: HeadersTooLarge) -> GatewayError:
         f"{exc}; the answer was dropped and the connection closed",
         code="upstream_headers_too_large",
     )
+
+
+class Exchange:
+    """`Upstream.exchange`'s context manager: a plain class, since this runs on every request."""
+
+    __slots__ = ("_args", "_response", "_upstream")
+
+    def __init__(self, upstream: Upstream, url: str, payload: bytes, stream: bool, line: RequestLog) -> None:
+        self._upstream = upstream
+        self._args = (url, payload, stream, line)
+        self._response: UpstreamResponse | None = None
+
+    async def __aenter__(self) -> UpstreamResponse:
+        self._response = await self._upstream.open(*self._args)
+        return self._response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        response = self._response
+        if response is None:
+            return
+        if response.at_eof():
+            response.release()
+        else:
+            response.close()
