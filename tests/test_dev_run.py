@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,9 @@ import anthropic
 import openai
 import pytest
 
-from tests.fakes import free_port
-from tests.harness import REPO
+from tests.test_readme import start_make_run
 
 pytestmark = pytest.mark.e2e
-
-START_TIMEOUT = 60.0
 
 
 @dataclass
@@ -34,45 +30,12 @@ class DevRun:
     stderr_path: Path
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def dev_run(tmp_path: Path) -> Iterator[DevRun]:
-    port = free_port()
-    keys = tmp_path / "keys.json"
-    env = {
-        "PATH": os.environ["PATH"],
-        "LANG": "C.UTF-8",
-        "HOME": str(tmp_path),  # no ADC file here, and no GOOGLE_APPLICATION_CREDENTIALS
-        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
-        "PORT": str(port),
-        "API_KEYS_FILE": str(keys),
-    }
-    stderr_path = tmp_path / "dev-run.err"
-    with stderr_path.open("w") as err:
-        proc = subprocess.Popen(
-            [str(REPO / "scripts" / "dev-run")], cwd=REPO, env=env, stdout=err, stderr=err, text=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    while not _healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"make run did not come up: {stderr_path.read_text()[-2000:]}")
-        time.sleep(0.2)
+    run = start_make_run(tmp_path)
     ready = json.loads((tmp_path / "standin.json").read_text())
-    key = json.loads(keys.read_text())[0]["key"]
-    run = DevRun(proc, url, key, int(ready["pid"]), stderr_path)
-    yield run
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+    yield DevRun(run.proc, run.url, run.key, int(ready["pid"]), run.log)
+    run.stop()
 
 
 def test_without_credentials_the_clients_get_answers(dev_run: DevRun) -> None:
