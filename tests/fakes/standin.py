@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     tokens: set[str] = set()
     with FakeMetadata(tokens) as metadata, FakeVertex(tokens) as vertex:
+        vertex.tools_only_when_named = True  # an agent's plain prompt gets text, not a tool call
         ready = {"vertex_base_url": vertex.url, "metadata_host": metadata.host_port, "pid": os.getpid()}
         partial = args.ready_file.with_suffix(".tmp")
         partial.write_text(json.dumps(ready))

@@ -33,8 +33,8 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import BackgroundServer
-from tests.fakes.vertex_chat import Event, plan_chat, returned_signatures
-from tests.fakes.vertex_claude import body_problem, count_tokens, plan_message
+from tests.fakes.vertex_chat import Event, last_user_text, plan_chat, returned_signatures
+from tests.fakes.vertex_claude import _last_user_text, body_problem, count_tokens, plan_message
 
 _PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 CHAT_PATH = re.compile(_PREFIX + r"/endpoints/openapi/chat/completions$")
@@ -122,6 +122,9 @@ class FakeVertex(BackgroundServer):
         self.signatures_returned: list[str] = []
         self.inflight = 0
         self.peak_inflight = 0
+        # The tests' fake calls the first tool whenever tools are offered. The `make run` stand-in sets this,
+        # so an agent's "Say hi" gets text and a tool is called only when the prompt names it.
+        self.tools_only_when_named = False
 
     # -- test-side API -------------------------------------------------------
 
@@ -253,11 +256,23 @@ class FakeVertex(BackgroundServer):
             problem = body_problem(body)
             if problem:
                 return self._error(400, problem)
-            message, events = plan_message(claude["model"], body)
+            message, events = plan_message(claude["model"], self._offered_tools(body, "claude"))
             if claude["verb"] == "streamRawPredict":
                 return await self._stream(request, rec, events, controls)
             return web.json_response(message)
         return self._error(404, f"The requested URL {rec.path} was not found on this server.")
+
+    def _offered_tools(self, body: dict[str, Any], api: str) -> dict[str, Any]:
+        tools = body.get("tools")
+        if not self.tools_only_when_named or not isinstance(tools, list) or not tools:
+            return body
+        first = tools[0] if isinstance(tools[0], dict) else {}
+        name = first.get("name") if api == "claude" else (first.get("function") or {}).get("name")
+        messages = body.get("messages") or []
+        prompt = _last_user_text(messages) if api == "claude" else last_user_text(messages)
+        if isinstance(name, str) and name and name.lower() in prompt.lower():
+            return body
+        return {k: v for k, v in body.items() if k != "tools"}
 
     async def _chat(
         self,
@@ -276,7 +291,7 @@ class FakeVertex(BackgroundServer):
             return self._error(400, 'Invalid value at "stream" (TYPE_BOOL).')
         if not isinstance(body.get("messages"), list):
             return self._error(400, '"messages" is required.')
-        plan = plan_chat(body, controls)
+        plan = plan_chat(self._offered_tools(body, "chat"), controls)
         rec.issued_signature = plan.signature
         with self._lock:
             self.signatures_returned.extend(returned_signatures(body["messages"]))
