@@ -67,6 +67,14 @@ def is_reserved(path: str) -> bool:
 
 def self_signed_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
     """A server context for 127.0.0.1/localhost and the certificate file a client must trust."""
+    cert_path, key_path = write_self_signed(folder, "frontend-")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+def write_self_signed(folder: Path, prefix: str = "") -> tuple[Path, Path]:
+    """A one-day self-signed certificate for localhost and 127.0.0.1, and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -86,14 +94,12 @@ def self_signed_tls(folder: Path) -> tuple[ssl.SSLContext, Path]:
         .sign(key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "frontend-cert.pem", folder / "frontend-key.pem"
+    cert_path, key_path = folder / f"{prefix}cert.pem", folder / f"{prefix}key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    return context, cert_path
+    return cert_path, key_path
 
 
 class FakeFrontend(BackgroundServer):
