@@ -134,6 +134,11 @@ class RequestLog:
     error: str | None = None
     attempts: int = 0
     response_bytes: int = 0
+    # Set where the gateway translates between APIs: the upstream API called ("gemini"), tools it could
+    # not offer the model, and how Gemini 3 thought signatures were supplied ({"restored": n, "dummy": n}).
+    upstream_api: str | None = None
+    dropped_tools: list[str] | None = None
+    thought_signatures: dict[str, int] | None = None
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -172,6 +177,12 @@ class RequestLog:
             entry["error"] = redact(self.error)
         if self.attempts > 1:
             entry["upstream_attempts"] = self.attempts
+        if self.upstream_api:
+            entry["upstream_api"] = self.upstream_api
+        if self.dropped_tools:
+            entry["dropped_tools"] = self.dropped_tools
+        if self.thought_signatures:
+            entry["thought_signatures"] = self.thought_signatures
         trace, span, sampled = parse_trace(self.headers)
         if trace and project:
             entry["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace}"

@@ -26,7 +26,7 @@ from app.gateway import Gateway
 from app.keys import KeyRecord
 from app.limits import Lease
 from app.logs import RequestLog
-from app.relay import relay
+from app.relay import Translator, relay
 from app.resources import find_reference, might_reference
 
 logger = logging.getLogger("app")
@@ -47,11 +47,15 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
-    """What to send Vertex for one request."""
+    """What to send Vertex for one request, and how to turn its answer into the client API's."""
 
     url: str
     payload: bytes
     stream: bool
+    # None where Vertex already answers in the client's API: its bytes pass through untouched.
+    answer: Translator | None = None
+    # Said instead of Vertex's own message when it answers 404 (a passed-through model it does not serve).
+    not_found: str | None = None
 
 
 class UpstreamApi(Protocol):
@@ -160,7 +164,7 @@ class ModelRoute(Endpoint):
         call.line.stream = target.stream
         with CancelOnDisconnect(call.receive) as watch:
             async with upstream.exchange(target.url, target.payload, target.stream, call.line) as response:
-                await relay(response, self.client_api.shape, target.stream, call.out, call.line)
+                await relay(response, target, self.client_api.shape, call.out, call.line)
         if watch.disconnected:
             call.line.status, call.line.outcome = call.line.status or 499, "client_disconnected"
 

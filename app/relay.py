@@ -1,13 +1,20 @@
 """Vertex's answer to the caller: an error converted to the caller's shape, a whole answer bounded in
-size, or a stream passed on chunk by chunk; the request line learns the status, bytes and usage."""
+size, or a stream passed on chunk by chunk (through a Translator where the client speaks another API);
+the request line learns the status, bytes and usage."""
+
+from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 
 from app.asgi import Responder
-from app.errors import JSON_HEADERS, GatewayError, Shape, convert_upstream_error
+from app.errors import JSON_HEADERS, GatewayError, Shape, convert_upstream_error, render
 from app.logs import RequestLog
 from app.upstream_client import BodyTooLarge, ReadTimeout, UpstreamError, UpstreamResponse
 from app.usage import UsageSniffer, usage_of_json
+
+if TYPE_CHECKING:
+    from app.pipeline import UpstreamCall
 
 MAX_ERROR_BODY = 1 << 20
 # A whole (non-stream) answer is held in memory before it is sent. Cloud Run cannot return a larger
@@ -22,21 +29,50 @@ STREAM_HEADERS = [
 ]
 
 
-async def relay(response: UpstreamResponse, shape: Shape, stream: bool, out: Responder, line: RequestLog) -> None:
+class Translator(Protocol):
+    """Turns one successful Vertex answer into the client API's answer (one object per request).
+
+    `whole` takes a complete JSON answer; `chunk` takes stream bytes as they arrive (split anywhere) and
+    returns what to send now (maybe nothing); `end` the bytes that close a stream that ended cleanly;
+    `broken` those that close one Vertex broke off. A GatewayError from `whole` becomes the answer.
+    """
+
+    usage: dict[str, int] | None
+
+    def whole(self, body: bytes) -> bytes: ...
+
+    def chunk(self, data: bytes) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def broken(self, reason: str) -> bytes: ...
+
+
+async def relay(
+    response: UpstreamResponse, target: UpstreamCall, shape: Shape, out: Responder, line: RequestLog
+) -> None:
     """Send Vertex's answer to the client; the caller owns (and closes) `response`."""
     line.status = response.status
     if response.status >= 400:
-        await _relay_error(response, shape, out, line)
+        await _relay_error(response, target, shape, out, line)
         return
     content_type = response.headers.get("Content-Type", "")
-    if not stream or not content_type.startswith("text/event-stream"):
+    answer = target.answer
+    if not target.stream or not content_type.startswith("text/event-stream"):
         body = await _read_or_fail(response.read_whole(MAX_WHOLE_BODY))
-        if content_type.startswith("application/json"):
+        if answer is not None:
+            body = answer.whole(body)
+            line.usage = answer.usage
+            content_type = "application/json"
+        elif content_type.startswith("application/json"):
             line.usage = usage_of_json(body)
         headers = [(b"content-type", content_type.encode("latin-1") or b"application/json")]
         await _send_whole(out, response.status, headers, body, line)
         return
     await out.start_stream(response.status, STREAM_HEADERS)
+    if answer is not None:
+        await _translate_stream(response, answer, out, line)
+        return
     sniffer = UsageSniffer()
     try:
         async for chunk in response:
@@ -53,7 +89,29 @@ async def relay(response: UpstreamResponse, shape: Shape, stream: bool, out: Res
     await out.end_stream()
 
 
-async def _relay_error(response: UpstreamResponse, shape: Shape, out: Responder, line: RequestLog) -> None:
+async def _translate_stream(response: UpstreamResponse, answer: Translator, out: Responder, line: RequestLog) -> None:
+    try:
+        async for chunk in response:
+            line.mark_first_byte()
+            translated = answer.chunk(chunk)
+            if translated:
+                line.response_bytes += len(translated)
+                await out.chunk(translated)
+        tail = answer.end()
+    except UpstreamError as exc:
+        line.outcome = "upstream_died_mid_stream"
+        line.error = f"{type(exc).__name__}: {exc}"
+        tail = answer.broken(f"Vertex AI broke off its answer ({type(exc).__name__}); retry")
+    finally:
+        line.usage = answer.usage
+    line.response_bytes += len(tail)
+    await out.chunk(tail)
+    await out.end_stream()
+
+
+async def _relay_error(
+    response: UpstreamResponse, target: UpstreamCall, shape: Shape, out: Responder, line: RequestLog
+) -> None:
     body = await _read_or_fail(response.read(MAX_ERROR_BODY))
     line.error = body[:500].decode("utf-8", "replace")
     # A 401 that survived a token refresh is the gateway's credential problem, not the
@@ -62,7 +120,10 @@ async def _relay_error(response: UpstreamResponse, shape: Shape, out: Responder,
     line.status = status
     retry_after = response.headers.get("Retry-After")
     extra = [(b"retry-after", retry_after.encode("latin-1"))] if retry_after else []
-    converted = convert_upstream_error(shape, response.status, body, status)
+    if response.status == 404 and target.not_found:
+        converted = render(shape, GatewayError(404, target.not_found, param="model", code="model_not_found"))[2]
+    else:
+        converted = convert_upstream_error(shape, response.status, body, status)
     await _send_whole(out, status, JSON_HEADERS + extra, converted, line)
 
 
