@@ -1,9 +1,9 @@
-"""The Anthropic Messages client API's upstreams: Claude on Vertex, for /v1/messages and
-/v1/messages/count_tokens.
+"""The Anthropic Messages client API's upstreams, for /v1/messages and /v1/messages/count_tokens:
+Claude on Vertex, and Gemini through a translator.
 
-Vertex takes the Anthropic body nearly as is: the model moves into the URL (count-tokens keeps it in
-the body, as the Vertex name), the version is Vertex's own, and betas travel in the body instead of a
-header.
+Vertex takes the Anthropic body for Claude nearly as is: the model moves into the URL (count-tokens
+keeps it in the body, as the Vertex name), the version is Vertex's own, and betas travel in the body
+instead of a header. For Gemini, gemini_messages translates to native generateContent and back.
 """
 
 import logging
@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from app.aliases import Model
+from app.gemini_messages import CountTokensAnswer, MessagesAnswer, Translated, count_tokens_request, gemini_request
 from app.pipeline import Call, UpstreamCall
 
 logger = logging.getLogger("app.anthropic")
@@ -58,3 +59,28 @@ class ClaudeCountTokens:
         request["model"] = model.name  # Vertex's id, without the publisher
         request.pop("stream", None)
         return UpstreamCall(call.gateway.urls.count_tokens, orjson.dumps(request), False)
+
+
+def _note(call: Call, translated: Translated) -> bytes:
+    call.line.upstream_api = "gemini"
+    call.line.dropped_tools = translated.dropped_tools or None
+    call.line.thought_signatures = translated.signatures or None
+    return orjson.dumps(translated.body)
+
+
+class GeminiMessages:
+    """Gemini's native `:generateContent` / `:streamGenerateContent`, translated from and to Messages."""
+
+    def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall:
+        stream = request.get("stream") is True
+        payload = _note(call, gemini_request(request, model.name))
+        answer = MessagesAnswer(str(request["model"]))
+        return UpstreamCall(call.gateway.urls.generate_content(model, stream), payload, stream, answer)
+
+
+class GeminiCountTokens:
+    """Gemini's own `:countTokens`, so the count is the model's, not an estimate."""
+
+    def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall:
+        payload = _note(call, count_tokens_request(request, model.name))
+        return UpstreamCall(call.gateway.urls.count_gemini_tokens(model), payload, False, CountTokensAnswer())

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import pages
-from app.anthropic_api import ClaudeCountTokens, ClaudeMessages
+from app.anthropic_api import ClaudeCountTokens, ClaudeMessages, GeminiCountTokens, GeminiMessages
 from app.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from app.asgi import header_map
 from app.config import ConfigError, Settings, load_settings
@@ -115,11 +115,13 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     hot = [
         Route("/v1/chat/completions", ModelRoute(gateway, OPENAI_CHAT, {"google": VertexChat()}), methods=["POST"]),
         Route(
-            "/v1/messages", ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeMessages()}), methods=["POST"]
+            "/v1/messages",
+            ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeMessages(), "google": GeminiMessages()}),
+            methods=["POST"],
         ),
         Route(
             "/v1/messages/count_tokens",
-            ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeCountTokens()}),
+            ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeCountTokens(), "google": GeminiCountTokens()}),
             methods=["POST"],
         ),
     ]

@@ -183,6 +183,14 @@ class VertexUrls:
         verb = "streamRawPredict" if stream else "rawPredict"
         return f"{self._publishers}/{model.publisher}/models/{model.name}:{verb}"
 
+    def generate_content(self, model: Model, stream: bool) -> str:
+        """Gemini's native API; `alt=sse` makes the stream server-sent events instead of one JSON array."""
+        verb = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return f"{self._publishers}/{model.publisher}/models/{model.name}:{verb}"
+
+    def count_gemini_tokens(self, model: Model) -> str:
+        return f"{self._publishers}/{model.publisher}/models/{model.name}:countTokens"
+
 
 def make_client(settings: Settings) -> UpstreamClient:
     # Our own keep-alive HTTP/1.1 client: half aiohttp's CPU per request (SPEC.md, bench/RESULTS.md).
