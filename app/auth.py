@@ -54,11 +54,12 @@ def authenticate(ring: KeyRing, headers: dict[bytes, bytes], keys_problem: str) 
 
 
 def authorize(record: KeyRecord, model: Model) -> None:
-    if not record.may_use(model.alias):
+    if not record.may_use(model):
         allowed = ", ".join(sorted(record.models or ())) or "none"
+        named = f"{model.alias!r} ({model.vertex_id}, passed through)" if model.passthrough else repr(model.alias)
         raise GatewayError(
             403,
-            f"API key {record.id!r} may not use model {model.alias!r}; it may use: {allowed}",
+            f"API key {record.id!r} may not use model {named}; it may use: {allowed}",
             param="model",
             code="model_not_allowed",
         )

@@ -32,6 +32,11 @@ DEFAULT_ANTHROPIC_BETAS = (
 )
 
 VERTEX_ID_RE = re.compile(r"^(google|anthropic)/[A-Za-z0-9][A-Za-z0-9._@-]*$")
+# Unlisted model ids that go to Vertex as asked (app/aliases.py): fnmatch patterns over the id without its
+# publisher. Only these two families: the publisher (anthropic, google) is inferred from the prefix.
+DEFAULT_PASSTHROUGH = ("claude-*", "gemini-*")
+PASSTHROUGH_FAMILIES = ("claude-", "gemini-")
+PASSTHROUGH_PATTERN_RE = re.compile(r"^(claude|gemini)-[A-Za-z0-9._@*?\[\]!-]{0,121}$")
 ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$")
 LOCATION_RE = re.compile(r"^[a-z]+(-[a-z]+[0-9]*)?$")
 # Domain-scoped legacy ids look like "example.com:my-project".
@@ -56,6 +61,7 @@ class Settings:
     count_tokens_location: str
     count_tokens_base_url: str
     aliases: Mapping[str, str]
+    model_passthrough: tuple[str, ...]  # empty: no unlisted id passes
     keys_secret: str | None
     keys_file: str | None
     keys_json: str | None
@@ -118,9 +124,9 @@ def _aliases(env: Mapping[str, str]) -> dict[str, str]:
         if override is not None:
             aliases[alias] = override
     for alias, vertex_id in aliases.items():
-        if not ALIAS_RE.match(alias):
+        if not ALIAS_RE.fullmatch(alias):
             raise ConfigError(f"MODEL_ALIASES: alias {alias!r} must be 1-128 letters, digits or ._@:/-")
-        if not isinstance(vertex_id, str) or not VERTEX_ID_RE.match(vertex_id):
+        if not isinstance(vertex_id, str) or not VERTEX_ID_RE.fullmatch(vertex_id):
             var = ALIAS_OVERRIDE_VARS.get(alias)
             source = var if var and _get(env, var) else "MODEL_ALIASES"
             raise ConfigError(
@@ -128,6 +134,28 @@ def _aliases(env: Mapping[str, str]) -> dict[str, str]:
                 "like 'google/gemini-2.5-flash' or 'anthropic/claude-sonnet-4-6'"
             )
     return aliases
+
+
+def _passthrough(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("MODEL_PASSTHROUGH")
+    if raw is None:
+        return DEFAULT_PASSTHROUGH
+    patterns = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+    for pattern in patterns:
+        if not pattern.startswith(PASSTHROUGH_FAMILIES):
+            raise ConfigError(
+                f"MODEL_PASSTHROUGH: pattern {pattern[:200]!r} must start with 'claude-' or 'gemini-': only those "
+                "families can go to Vertex unlisted, because the publisher (anthropic or google) is inferred from "
+                "that prefix. Use patterns like 'claude-*,gemini-2.5-*' (the default is 'claude-*,gemini-*'), add "
+                "other models to MODEL_ALIASES, or set MODEL_PASSTHROUGH to empty to pass none"
+            )
+        if not PASSTHROUGH_PATTERN_RE.fullmatch(pattern):
+            raise ConfigError(
+                f"MODEL_PASSTHROUGH: pattern {pattern[:200]!r} must be at most 128 letters, digits, '.', '_', '@', "
+                "'-' and the glob characters * ? [ ] !, matched against the id without google/ or anthropic/ "
+                "(e.g. 'claude-opus-*,gemini-2.5-*'); set MODEL_PASSTHROUGH to empty to pass none"
+            )
+    return patterns
 
 
 def _is_loopback(host: str) -> bool:
@@ -197,6 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         count_tokens_base_url=base_url or default_vertex_base_url(count_tokens_location),
         count_tokens_location=count_tokens_location,
         aliases=_aliases(env),
+        model_passthrough=_passthrough(env),
         keys_secret=secret,
         keys_file=_get(env, "API_KEYS_FILE"),
         keys_json=_get(env, "API_KEYS_JSON"),

@@ -21,7 +21,7 @@ logger = logging.getLogger("app")
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.models = ModelTable(settings.aliases)
+        self.models = ModelTable(settings.aliases, settings.model_passthrough)
         self.ring = KeyRing()
         self.tokens = TokenProvider(settings.token_retry_seconds)
         self.limits = KeyLimits()  # per worker: each gunicorn worker is its own process

@@ -8,15 +8,22 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from fnmatch import translate
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from app.aliases import Model
 
 log = logging.getLogger("app.keys")
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+# An entry of `models`: an alias (app/config.py ALIAS_RE's characters) or a glob over aliases and model ids.
+_MODEL_PATTERN = re.compile(r"^[A-Za-z0-9._@:/*?\[\]!-]{1,128}$")
+_GLOB_CHARS = frozenset("*?[")
 
 
 class KeyDocumentError(ValueError):
@@ -32,6 +39,16 @@ class KeyRecord:
     rpm: int | None = None  # requests per minute, per worker (app/limits.py)
     max_concurrent: int | None = None  # requests in flight, per worker
     allow_resources: bool = False  # may make Vertex read project resources (app/resources.py)
+    # From `models`, made once: the plain names (a set lookup) and the globs among them (one regex).
+    _exact: frozenset[str] = field(init=False, repr=False, compare=False)
+    _globs: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        models = self.models or frozenset()
+        globs = sorted(m for m in models if not _GLOB_CHARS.isdisjoint(m))
+        object.__setattr__(self, "_exact", models.difference(globs))
+        joined = "|".join(f"(?:{translate(g)})" for g in globs)
+        object.__setattr__(self, "_globs", re.compile(joined) if joined else None)
 
     @property
     def limited(self) -> bool:
@@ -40,9 +57,17 @@ class KeyRecord:
     def expired(self, now: float) -> bool:
         return self.expires is not None and now >= self.expires
 
-    def may_use(self, alias: str) -> bool:
-        """The model allowlist, in one place: a key without `models` may use every alias."""
-        return self.models is None or alias in self.models
+    def may_use(self, model: "Model") -> bool:
+        """The model allowlist, in one place: a key without `models` may use every model.
+
+        An entry names an alias or is a glob (`*`, `?`, `[...]`, as fnmatch.fnmatchcase). A configured model
+        is matched by its alias; a passed-through one by the id the caller sent or its Vertex name."""
+        if self.models is None:
+            return True
+        names = (model.alias, model.name) if model.passthrough else (model.alias,)
+        if any(name in self._exact for name in names):
+            return True
+        return self._globs is not None and any(self._globs.match(name) for name in names)
 
 
 def digest(key: str) -> bytes:
@@ -97,8 +122,13 @@ def _parse_entry(entry: Any) -> tuple[bytes, KeyRecord]:
     if not isinstance(enabled, bool):
         raise ValueError("'enabled' must be true or false")
     models = entry.get("models")
-    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
-        raise ValueError("'models' must be a list of model aliases")
+    if models is not None and (
+        not isinstance(models, list) or not all(isinstance(m, str) and _MODEL_PATTERN.fullmatch(m) for m in models)
+    ):
+        raise ValueError(
+            "'models' must be a list of model aliases or glob patterns (such as claude-*): each 1-128 letters, "
+            "digits or ._@:/- and the glob characters * ? [ ] !"
+        )
     expires = _parse_expires(entry["expires"]) if entry.get("expires") is not None else None
     allow_resources = entry.get("allow_resources", False)
     if not isinstance(allow_resources, bool):

@@ -29,7 +29,7 @@ def model_object(model: Model) -> dict[str, object]:
 class ModelList(Endpoint):
     async def handle(self, call: Call) -> None:
         record = await self.authenticate(call)
-        visible = [m for m in self.gateway.models.models if record.may_use(m.alias)]
+        visible = [m for m in self.gateway.models.models if record.may_use(m)]
         call.line.status = 200
         await call.out.whole(
             200, JSON_HEADERS, orjson.dumps({"object": "list", "data": [model_object(m) for m in visible]})

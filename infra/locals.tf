@@ -32,7 +32,11 @@ locals {
 
   # Set only when the operator chose aliases: without MODEL_ALIASES the gateway serves its
   # own defaults (app/config.py DEFAULT_ALIASES, the table in README), the one source of truth.
-  model_env = length(var.model_aliases) == 0 ? {} : { MODEL_ALIASES = jsonencode(var.model_aliases) }
+  # Likewise MODEL_PASSTHROUGH: unset (null) leaves the gateway's default; [] sets it empty, passing no id.
+  model_env = merge(
+    length(var.model_aliases) == 0 ? {} : { MODEL_ALIASES = jsonencode(var.model_aliases) },
+    var.model_passthrough == null ? {} : { MODEL_PASSTHROUGH = join(",", var.model_passthrough) },
+  )
 
   service_env = merge(local.model_env, {
     API_KEYS_SECRET      = google_secret_manager_secret.keys.id

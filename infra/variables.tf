@@ -220,6 +220,20 @@ variable "model_aliases" {
   }
 }
 
+variable "model_passthrough" {
+  description = "Glob patterns (fnmatch, such as \"claude-*\" or \"gemini-2.5-*\") of the model ids outside model_aliases that the gateway sends to Vertex AI as asked, passed to the gateway as MODEL_PASSTHROUGH. Only claude-... and gemini-... ids can pass (the publisher comes from that prefix); [] passes none. Null (the default): MODEL_PASSTHROUGH is not set and the gateway's default, claude-* and gemini-*, applies."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition = alltrue([
+      for pattern in coalesce(var.model_passthrough, []) :
+      can(regex("^(claude|gemini)-[A-Za-z0-9._@*?\\[\\]!-]{0,121}$", pattern))
+    ])
+    error_message = "model_passthrough must be a list of patterns like [\"claude-*\", \"gemini-2.5-*\"] ([] to pass none, null for the gateway's default): each starts with claude- or gemini- (only those families can pass: the publisher is inferred from the prefix), is at most 128 characters, and holds only letters, digits, ._@- and the glob characters * ? [ ] !, with no google/ or anthropic/ in front."
+  }
+}
+
 variable "project_id" {
   description = "Google Cloud project id (not the name or number) to deploy into."
   type        = string

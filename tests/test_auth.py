@@ -3,7 +3,7 @@ import pytest
 
 from app.aliases import ModelTable
 from app.auth import authenticate, authorize, presented_key
-from app.config import DEFAULT_ALIASES
+from app.config import DEFAULT_ALIASES, DEFAULT_PASSTHROUGH
 from app.errors import GatewayError
 from app.keys import KeyRing
 
@@ -15,10 +15,11 @@ RING.load_document(
             {"id": "off", "key": "sk_live_off_key_1", "enabled": False},
             {"id": "old", "key": "sk_live_old_key_1", "expires": "2001-01-01T00:00:00Z"},
             {"id": "narrow", "key": "sk_live_narrow_1", "models": ["flash"]},
+            {"id": "claude", "key": "sk_live_claude_1", "models": ["sonnet", "claude-opus-*", "claude-*@2025*"]},
         ]
     )
 )
-MODELS = ModelTable(DEFAULT_ALIASES)
+MODELS = ModelTable(DEFAULT_ALIASES, DEFAULT_PASSTHROUGH)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +67,21 @@ def test_model_allowlist() -> None:
         authorize(narrow, MODELS.resolve("pro-preview"))
     assert info.value.status == 403 and "may use: flash" in info.value.message
     authorize(authenticate(RING, {b"x-api-key": b"sk_live_ok_key_1"}, ""), MODELS.resolve("pro-preview"))
+
+
+def test_model_allowlist_globs_reach_passed_through_models() -> None:
+    claude = authenticate(RING, {b"x-api-key": b"sk_live_claude_1"}, "")
+    for allowed in ("sonnet", "claude-sonnet-4-6", "claude-opus-5-5", "anthropic/claude-opus-5", "claude-x-20250101"):
+        authorize(claude, MODELS.resolve(allowed))
+    for refused in ("opus", "haiku", "claude-sonnet-5", "gemini-3-pro", "flash"):
+        with pytest.raises(GatewayError) as info:
+            authorize(claude, MODELS.resolve(refused))
+        assert info.value.status == 403 and info.value.code == "model_not_allowed"
+        assert "it may use: claude-*@2025*, claude-opus-*, sonnet" in info.value.message
+    with pytest.raises(GatewayError) as info:
+        authorize(claude, MODELS.resolve("claude-sonnet-5"))
+    assert "may not use model 'claude-sonnet-5' (anthropic/claude-sonnet-5, passed through)" in info.value.message
+    # A key without a list reaches passed-through models too; a key with one reaches only what it names.
+    authorize(authenticate(RING, {b"x-api-key": b"sk_live_ok_key_1"}, ""), MODELS.resolve("gemini-3-pro"))
+    with pytest.raises(GatewayError):
+        authorize(authenticate(RING, {b"x-api-key": b"sk_live_narrow_1"}, ""), MODELS.resolve("gemini-3-pro"))

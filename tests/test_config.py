@@ -1,6 +1,6 @@
 import pytest
 
-from app.config import DEFAULT_ALIASES, ConfigError, default_vertex_base_url, load_settings
+from app.config import DEFAULT_ALIASES, DEFAULT_PASSTHROUGH, ConfigError, default_vertex_base_url, load_settings
 
 
 def test_defaults() -> None:
@@ -13,6 +13,7 @@ def test_defaults() -> None:
     assert settings.aliases["pro-preview"] == "google/gemini-3.1-pro-preview"
     assert settings.keys_refresh_seconds == 60
     assert settings.max_body_bytes == 32 * 1024 * 1024
+    assert settings.model_passthrough == DEFAULT_PASSTHROUGH == ("claude-*", "gemini-*")
 
 
 @pytest.mark.parametrize(
@@ -88,3 +89,54 @@ def test_plain_http_to_another_machine_is_refused(name: str, url: str) -> None:
 def test_https_or_loopback_endpoints_are_accepted(url: str) -> None:
     settings = load_settings({"VERTEX_BASE_URL": url + "/", "SECRET_MANAGER_ENDPOINT": url})
     assert settings.vertex_base_url == url and settings.secret_manager_endpoint == url
+
+
+@pytest.mark.parametrize(
+    ("raw", "patterns"),
+    [
+        ("claude-*,gemini-*", ("claude-*", "gemini-*")),
+        (" claude-opus-* , gemini-2.5-* ,", ("claude-opus-*", "gemini-2.5-*")),
+        ("claude-[!h]*,gemini-3-?ro*", ("claude-[!h]*", "gemini-3-?ro*")),
+        ("claude-sonnet-4-5@20250929,claude-opus-4-1", ("claude-sonnet-4-5@20250929", "claude-opus-4-1")),
+        ("claude-*,claude-*", ("claude-*",)),
+        ("gemini-" + "x" * 121, ("gemini-" + "x" * 121,)),
+        # Empty turns passthrough off.
+        ("", ()),
+        ("  ", ()),
+        (",", ()),
+    ],
+)
+def test_model_passthrough(raw: str, patterns: tuple[str, ...]) -> None:
+    assert load_settings({"MODEL_PASSTHROUGH": raw}).model_passthrough == patterns
+
+
+@pytest.mark.parametrize(
+    ("raw", "fix"),
+    [
+        # Only the two families: their prefix is what says the publisher.
+        ("*", "must start with 'claude-' or 'gemini-'"),
+        ("claude*", "must start with 'claude-' or 'gemini-'"),
+        ("gpt-*", "publisher (anthropic or google) is inferred from that prefix"),
+        ("claude-*,llama-*", "'llama-*'"),
+        ("anthropic/claude-*", "must start with 'claude-' or 'gemini-'"),
+        ("Claude-*", "must start with 'claude-' or 'gemini-'"),
+        ("none", "set MODEL_PASSTHROUGH to empty to pass none"),
+        # A safe set of characters.
+        ("claude-{opus,sonnet}", "glob characters * ? [ ] !"),
+        ("gemini-2.5 flash", "'gemini-2.5 flash'"),
+        ("claude-*/x", "without google/ or anthropic/"),
+        ("claude-\\*", "at most 128 letters"),
+        ("gemini-" + "x" * 122, "at most 128 letters"),
+    ],
+)
+def test_bad_model_passthrough_names_the_variable_and_the_fix(raw: str, fix: str) -> None:
+    with pytest.raises(ConfigError, match=r"^MODEL_PASSTHROUGH: ") as info:
+        load_settings({"MODEL_PASSTHROUGH": raw})
+    assert fix in str(info.value)
+
+
+def test_aliases_and_vertex_ids_are_matched_whole() -> None:
+    with pytest.raises(ConfigError, match="MODEL_ALIASES"):
+        load_settings({"MODEL_ALIASES": '{"flash": "google/gemini-2.5-flash\\n"}'})
+    with pytest.raises(ConfigError, match="MODEL_ALIASES"):
+        load_settings({"MODEL_ALIASES": '{"flash\\n": "google/gemini-2.5-flash"}'})

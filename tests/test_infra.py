@@ -294,6 +294,13 @@ def test_service_environment(tmp_path: Path) -> None:
     assert json.loads(env.pop("MODEL_ALIASES")) == aliases
     assert env["WEB_CONCURRENCY"] == "4"  # one gunicorn worker per vCPU
     assert env["VERTEX_LOCATION"] == "us-east5"
+    assert "MODEL_PASSTHROUGH" not in env  # null: the gateway's own default patterns
+    # MODEL_PASSTHROUGH: a list becomes the gateway's comma list; [] an empty value, which passes no id.
+    patterns = ["claude-opus-*", "gemini-2.5-*"]
+    env = service_env(tmp_path / "passthrough", "-var", f"model_passthrough={json.dumps(patterns)}")
+    assert env["MODEL_PASSTHROUGH"] == "claude-opus-*,gemini-2.5-*"
+    assert "MODEL_ALIASES" not in env
+    assert service_env(tmp_path / "no-passthrough", "-var", "model_passthrough=[]")["MODEL_PASSTHROUGH"] == ""
 
 
 CPU_MEMORY = [
@@ -387,6 +394,8 @@ def test_variable_defaults() -> None:
     assert v["request_timeout_seconds"]["default"] == 3600
     # Empty: MODEL_ALIASES stays unset and the gateway's DEFAULT_ALIASES apply (test_docs_agree.py).
     assert v["model_aliases"]["default"] == {}
+    # Null: MODEL_PASSTHROUGH stays unset and the gateway's DEFAULT_PASSTHROUGH applies.
+    assert v["model_passthrough"]["default"] is None
     assert "default" not in v["project_id"] and "default" not in v["image"]
 
 
@@ -577,6 +586,34 @@ def test_model_alias_validation_matches_the_gateway() -> None:
     }
     # Terraform rejects at plan time exactly what the gateway would refuse at start-up.
     assert found == {"alias": ALIAS_RE.pattern, "model": VERTEX_ID_RE.pattern}
+
+
+def test_model_passthrough_validation_matches_the_gateway(tmp_path: Path) -> None:
+    from app.config import PASSTHROUGH_PATTERN_RE, ConfigError, load_settings
+
+    condition = variables()["model_passthrough"]["validation"][0]["condition"]
+    (pattern,) = re.findall(r'regex\("((?:[^"\\]|\\.)*)", pattern\)', condition)
+    assert json.loads(f'"{pattern}"') == PASSTHROUGH_PATTERN_RE.pattern
+    # And terraform itself: what it refuses at plan time the gateway would refuse at start-up, and the reverse.
+    module = scratch_module(tmp_path / "passthrough")
+    for patterns, accepted in (
+        (["claude-*", "gemini-2.5-*", "claude-[!h]*@2025*"], True),
+        ([], True),
+        (["gpt-*"], False),
+        (["anthropic/claude-*"], False),
+        (["claude-a b"], False),
+        (["gemini-" + "x" * 122], False),
+    ):
+        proc = terraform_run(
+            module, "plan", "-input=false", *REQUIRED, "-var", f"model_passthrough={json.dumps(patterns)}"
+        )
+        assert (proc.returncode == 0) is accepted, (patterns, proc.stdout + proc.stderr)
+        try:
+            load_settings({"MODEL_PASSTHROUGH": ",".join(patterns)})
+        except ConfigError:
+            assert not accepted, patterns
+        else:
+            assert accepted, patterns
 
 
 # -- monitoring: log-based metrics, dashboard, alerts (issue 14) ------------------------------------------

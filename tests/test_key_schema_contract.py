@@ -91,8 +91,18 @@ ENTRY_CASES: list[tuple[str, Any, bool]] = [
     ("enabled not a bool", {"id": "a", "sha256": sha("a-key-123"), "enabled": "yes"}, False),
     ("models", {"id": "a", "sha256": sha("a-key-123"), "models": ["flash"]}, True),
     ("no models at all", {"id": "a", "sha256": sha("a-key-123"), "models": []}, True),
-    # An empty alias name matches no alias, so the key simply may not use it: both accept the entry.
-    ("empty model name", {"id": "a", "sha256": sha("a-key-123"), "models": ["flash", ""]}, True),
+    # An empty name or a character no alias or model id has is a typo, not a wish to reach nothing: both skip.
+    ("empty model name", {"id": "a", "sha256": sha("a-key-123"), "models": ["flash", ""]}, False),
+    ("model name with a space", {"id": "a", "sha256": sha("a-key-123"), "models": ["gemini 2.5"]}, False),
+    ("model name with a newline", {"id": "a", "sha256": sha("a-key-123"), "models": ["flash\n"]}, False),
+    ("model name with a brace", {"id": "a", "sha256": sha("a-key-123"), "models": ["claude-{opus,sonnet}"]}, False),
+    ("model name with a non-ASCII letter", {"id": "a", "sha256": sha("a-key-123"), "models": ["flásh"]}, False),
+    ("model name of 129", {"id": "a", "sha256": sha("a-key-123"), "models": ["a" * 129]}, False),
+    ("model name of 128", {"id": "a", "sha256": sha("a-key-123"), "models": ["a" * 128]}, True),
+    ("alias characters", {"id": "a", "sha256": sha("a-key-123"), "models": ["team/fast:v1.2_@x"]}, True),
+    ("glob patterns", {"id": "a", "sha256": sha("a-key-123"), "models": ["claude-*", "gemini-2.?-*", "flash"]}, True),
+    ("bracket patterns", {"id": "a", "sha256": sha("a-key-123"), "models": ["claude-[!o]*", "gemini-[23]*"]}, True),
+    ("a lone star", {"id": "a", "sha256": sha("a-key-123"), "models": ["*"]}, True),
     ("models not a list", {"id": "a", "sha256": sha("a-key-123"), "models": "flash"}, False),
     ("model not a string", {"id": "a", "sha256": sha("a-key-123"), "models": [1]}, False),
     ("expires Z", {"id": "a", "sha256": sha("a-key-123"), "expires": "2026-12-31T23:59:59Z"}, True),
@@ -208,4 +218,5 @@ def test_the_restated_constants_match_the_gateway() -> None:
     tool = keys_tool()
     assert tool.MAX_LIMIT == gateway.MAX_LIMIT
     assert tool._HEX64.pattern == gateway._HEX64.pattern
+    assert tool._MODEL_PATTERN.pattern == gateway._MODEL_PATTERN.pattern
     assert tool.digest("ключ\U0001f511") == gateway.digest("ключ\U0001f511").hex()

@@ -4,7 +4,8 @@ import time
 import orjson
 import pytest
 
-from app.keys import KeyDocumentError, KeyRing, parse_key_document
+from app.aliases import Model
+from app.keys import KeyDocumentError, KeyRecord, KeyRing, parse_key_document
 
 
 def doc(*entries: object) -> bytes:
@@ -128,3 +129,82 @@ def test_limits_and_allow_resources_are_validated_like_the_other_fields() -> Non
         ("allow", "'allow_resources'"),
     ):
         assert f"(id {ident!r}) skipped: {field}" in joined, ident
+
+
+def record_with(models: list[str] | None) -> KeyRecord:
+    records, problems = parse_key_document(doc({"id": "k", "key": "sk_live_models_key", "models": models}))
+    assert problems == []
+    (record,) = records.values()
+    return record
+
+
+SONNET = Model("sonnet", "anthropic/claude-sonnet-4-6")
+FLASH = Model("flash", "google/gemini-2.5-flash")
+# Passed through: the caller's id is the alias, the Vertex name may differ (a dated id).
+DATED = Model("claude-sonnet-4-5-20250929", "anthropic/claude-sonnet-4-5@20250929", passthrough=True)
+OPUS_5 = Model("anthropic/claude-opus-5", "anthropic/claude-opus-5", passthrough=True)
+GEMINI_3 = Model("gemini-3-pro-preview", "google/gemini-3-pro-preview", passthrough=True)
+
+
+@pytest.mark.parametrize(
+    ("models", "model", "allowed"),
+    [
+        (None, SONNET, True),
+        (None, DATED, True),
+        ([], SONNET, False),
+        ([], DATED, False),
+        # Exact names behave as before: a configured model by its alias only.
+        (["sonnet"], SONNET, True),
+        (["sonnet"], FLASH, False),
+        (["claude-sonnet-4-6"], SONNET, False),
+        (["sonnet"], DATED, False),
+        # Globs over aliases.
+        (["s*"], SONNET, True),
+        (["?lash"], FLASH, True),
+        (["[fg]*"], FLASH, True),
+        (["[!f]*"], FLASH, False),
+        (["claude-*"], SONNET, False),
+        (["*"], FLASH, True),
+        # A passed-through model: by the id as sent or by its Vertex name.
+        (["claude-sonnet-4-5-20250929"], DATED, True),
+        (["claude-sonnet-4-5@20250929"], DATED, True),
+        (["claude-*"], DATED, True),
+        (["claude-*@2025*"], DATED, True),
+        (["claude-opus-*"], DATED, False),
+        (["claude-opus-*"], OPUS_5, True),
+        (["anthropic/*"], OPUS_5, True),  # the id as sent carried the publisher
+        (["anthropic/*"], DATED, False),
+        (["gemini-3-*", "flash"], GEMINI_3, True),
+        (["gemini-3-*", "flash"], FLASH, True),
+        (["gemini-3-*", "flash"], SONNET, False),
+        (["gemini-2.?-*"], GEMINI_3, False),
+        # fnmatchcase: case counts, and a pattern matches the whole name.
+        (["Claude-*"], DATED, False),
+        (["claude-sonnet"], DATED, False),
+        (["*sonnet*"], DATED, True),
+    ],
+)
+def test_models_may_hold_glob_patterns(models: list[str] | None, model: Model, allowed: bool) -> None:
+    assert record_with(models).may_use(model) is allowed
+
+
+def test_plain_names_need_no_pattern_matching() -> None:
+    record = record_with(["flash", "sonnet", "claude-opus-*"])
+    assert record.models == frozenset({"flash", "sonnet", "claude-opus-*"})
+    assert record._exact == frozenset({"flash", "sonnet"})
+    assert record._globs is not None and record._globs.match("claude-opus-5")
+    assert record_with(["flash"])._globs is None
+
+
+def test_directly_built_records_match_globs_too() -> None:
+    record = KeyRecord("k", True, frozenset({"gemini-*"}), None)
+    assert record.may_use(GEMINI_3) and not record.may_use(FLASH)
+    assert record == KeyRecord("k", True, frozenset({"gemini-*"}), None)
+
+
+@pytest.mark.parametrize("bad", ["", "gemini 3", "flash\n", "claude-{opus}", "x" * 129, "fläsh", "a,b"])
+def test_bad_model_entries_skip_the_record(bad: str) -> None:
+    _, problems = parse_key_document(
+        doc({"id": "ok", "key": "sk_live_ok_key_1"}, {"id": "bad", "key": "sk_live_bad_key_1", "models": [bad]})
+    )
+    assert len(problems) == 1 and "(id 'bad') skipped: 'models' must be a list of model aliases or glob" in problems[0]
