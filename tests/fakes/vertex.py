@@ -1,10 +1,30 @@
-"""A fake Vertex AI endpoint: Gemini's OpenAI-compatible chat and Claude's rawPredict.
+"""A fake Vertex AI endpoint: Gemini's OpenAI-compatible chat, Gemini's native API and Claude's rawPredict.
+
+Routes (v1 and v1beta1, under /projects/{p}/locations/{l}), recorded as `Recorded.route`:
+
+    chat                 /endpoints/openapi/chat/completions
+    gemini               /publishers/google/models/{m}:generateContent, :streamGenerateContent
+                         (`?alt=sse`: SSE, each event `data: {json}\r\n\r\n`; without: one JSON array)
+    gemini_count_tokens  /publishers/google/models/{m}:countTokens
+    claude               /publishers/anthropic/models/{m}:rawPredict, :streamRawPredict
+    count_tokens         /publishers/anthropic/models/count-tokens:rawPredict
+
+It refuses what Vertex refuses: models the project cannot see (`gemini_models`, `claude_models`), native
+bodies protobuf cannot parse or Gemini would not take (tests/fakes/vertex_gemini.py), and on Gemini 3
+(both Gemini endpoints) a current turn whose function calls lack the thought signatures it issued.
 
 Tests steer it through a `"fake"` object in the request body (it reaches the fake
 only if the gateway passes unknown fields through) or, when the body cannot carry
 it, through one-shot scripts queued with `FakeVertex.push()`:
 
     chunks: int         stream the text in this many content chunks
+    call: dict          call this function: {"name": ..., "args": {...}} (chat and native), whatever the tools
+    text: str           (native) answer this text
+    thoughts: bool      (native) a leading thought part, as with thinkingConfig.includeThoughts
+    finish: str         (native) end so: "MAX_TOKENS" cuts the text; "SAFETY" (with safetyRatings),
+                        "RECITATION", "MALFORMED_FUNCTION_CALL"... leave the candidate without parts
+    empty: bool         (native) a candidate with no parts, finishReason STOP
+    block: str          (native) the prompt is blocked: promptFeedback.blockReason, no candidates
     delay: float        seconds between stream events
     stamp: bool         add "fake_seq" and "fake_sent_at" to each streamed payload
     gate: str           after `gate_after` events (default 1) wait for `open_gate(name)`,
@@ -33,14 +53,57 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import BackgroundServer
-from tests.fakes.vertex_chat import Event, last_user_text, plan_chat, returned_signatures
+from tests.fakes.vertex_chat import (
+    Event,
+    SignatureCheck,
+    check_chat_signatures,
+    is_gemini_3,
+    last_user_text,
+    plan_chat,
+)
 from tests.fakes.vertex_claude import _last_user_text, body_problem, count_tokens, plan_message
+from tests.fakes.vertex_gemini import (
+    DEFAULT_GEMINI_MODELS,
+    check_signatures,
+    model_not_found,
+    parse_problems,
+    plan_gemini,
+    request_problem,
+)
+from tests.fakes.vertex_gemini import count_tokens as gemini_count_tokens
 
 _PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 CHAT_PATH = re.compile(_PREFIX + r"/endpoints/openapi/chat/completions$")
 CLAUDE_PATH = re.compile(
     _PREFIX + r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<verb>rawPredict|streamRawPredict)$"
 )
+GEMINI_PATH = re.compile(
+    _PREFIX
+    + r"/publishers/google/models/(?P<model>[^/:]+):(?P<verb>generateContent|streamGenerateContent|countTokens)$"
+)
+# The Claude models a fake project may use (FakeVertex.claude_models): app/config.py's DEFAULT_ALIASES, the
+# ids the tests name (Claude Code's pinned default among them) and their predecessors on Vertex.
+DEFAULT_CLAUDE_MODELS = frozenset(
+    {
+        "claude-opus-5-5",
+        "claude-sonnet-5-5",
+        "claude-haiku-5-5",
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
+        "claude-opus-4-5@20251101",
+        "claude-sonnet-4-5@20250929",
+        "claude-haiku-4-5@20251001",
+        "claude-opus-4-1@20250805",
+        "claude-opus-4@20250514",
+        "claude-sonnet-4@20250514",
+        "claude-3-7-sonnet@20250219",
+        "claude-3-5-haiku@20241022",
+    }
+)
+# Signatures the fake remembers having issued (Gemini 3 refuses others), beyond `clear()`.
+KNOWN_SIGNATURES = 100_000
 
 # Google's "Count tokens for Claude models" page lists these regions, and `global` is not one of them.
 COUNT_TOKENS_LOCATIONS = frozenset(
@@ -66,14 +129,11 @@ class _Aborted(Exception):
     """The fake closed the connection on purpose."""
 
 
-def google_error(status: int, message: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": status,
-            "message": message,
-            "status": GOOGLE_STATUS.get(status, "UNKNOWN"),
-        }
-    }
+def google_error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return {"error": error}
 
 
 @dataclass
@@ -110,16 +170,27 @@ class Recorded:
 
 
 class FakeVertex(BackgroundServer):
-    def __init__(self, valid_tokens: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        valid_tokens: set[str] | None = None,
+        *,
+        gemini_models: set[str] | frozenset[str] | None = None,
+        claude_models: set[str] | frozenset[str] | None = None,
+    ) -> None:
         super().__init__()
+        # The models this fake project may use (ids as in the URL); any other is answered 404 NOT_FOUND.
+        self.gemini_models: set[str] = set(DEFAULT_GEMINI_MODELS if gemini_models is None else gemini_models)
+        self.claude_models: set[str] = set(DEFAULT_CLAUDE_MODELS if claude_models is None else claude_models)
         # Shared with FakeMetadata: tokens it issues become valid here.
         self.valid_tokens: set[str] = valid_tokens if valid_tokens is not None else set()
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._scripts: collections.deque[tuple[str | None, dict[str, Any]]] = collections.deque()
         self._gates: dict[str, threading.Event] = {}
-        self.signatures_issued: list[str] = []
-        self.signatures_returned: list[str] = []
+        self.signatures_issued: list[str] = []  # on function calls, both Gemini endpoints
+        self.signatures_returned: list[str] = []  # found on function calls in requests (dummies aside)
+        self.signatures_dummy: list[str] = []  # the documented dummy, found where a signature goes
+        self._known: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.inflight = 0
         self.peak_inflight = 0
         # The tests' fake calls the first tool whenever tools are offered. The `make run` stand-in sets this,
@@ -139,6 +210,7 @@ class FakeVertex(BackgroundServer):
             self._scripts.clear()
             self.signatures_issued.clear()
             self.signatures_returned.clear()
+            self.signatures_dummy.clear()
             self.peak_inflight = self.inflight
 
     def push(self, controls: dict[str, Any], path_contains: str | None = None) -> None:
@@ -161,6 +233,26 @@ class FakeVertex(BackgroundServer):
         """Requests whose body contains `marker` (tests tag bodies with a unique string)."""
         needle = marker.encode()
         return [r for r in self.requests if needle in r.body]
+
+    def issued(self, signature: str) -> bool:
+        """Whether this fake issued `signature` (kept past `clear()`, as Vertex keeps validating old ones)."""
+        with self._lock:
+            return signature in self._known
+
+    def _remember(self, signature: str | None, *, on_call: bool) -> None:
+        if signature is None:
+            return
+        with self._lock:
+            self._known[signature] = None
+            while len(self._known) > KNOWN_SIGNATURES:
+                self._known.popitem(last=False)
+            if on_call:
+                self.signatures_issued.append(signature)
+
+    def _record_returned(self, check: SignatureCheck) -> None:
+        with self._lock:
+            self.signatures_returned.extend(check.returned)
+            self.signatures_dummy.extend(check.dummies)
 
     # -- server --------------------------------------------------------------
 
@@ -227,10 +319,13 @@ class FakeVertex(BackgroundServer):
 
         chat = CHAT_PATH.match(rec.raw_path)
         claude = CLAUDE_PATH.match(rec.raw_path)
+        gemini = GEMINI_PATH.match(rec.raw_path)
         if chat:
             rec.route = "chat"
         elif claude:
             rec.route = "count_tokens" if claude["model"] == "count-tokens" else "claude"
+        elif gemini:
+            rec.route = "gemini_count_tokens" if gemini["verb"] == "countTokens" else "gemini"
 
         if controls.get("reset"):
             await self._abort(request)
@@ -241,6 +336,8 @@ class FakeVertex(BackgroundServer):
 
         if chat:
             return await self._chat(request, rec, body, controls)
+        if gemini:
+            return await self._gemini(request, rec, gemini, body, controls)
         if claude and rec.route == "count_tokens" and claude["verb"] == "rawPredict":
             if claude["location"] not in COUNT_TOKENS_LOCATIONS:
                 # As Vertex does: count-tokens exists in some regions only, never at `global`.
@@ -253,6 +350,10 @@ class FakeVertex(BackgroundServer):
                 return self._error(400, 'Invalid request: "model" is required for count-tokens.')
             return web.json_response(count_tokens(body))
         if claude and rec.route == "claude":
+            if claude["model"] not in self.claude_models:
+                return self._error(
+                    404, model_not_found(claude["project"], claude["location"], "anthropic", claude["model"])
+                )
             problem = body_problem(body)
             if problem:
                 return self._error(400, problem)
@@ -291,17 +392,58 @@ class FakeVertex(BackgroundServer):
             return self._error(400, 'Invalid value at "stream" (TYPE_BOOL).')
         if not isinstance(body.get("messages"), list):
             return self._error(400, '"messages" is required.')
+        check = check_chat_signatures(body["messages"], is_gemini_3(model), self.issued)
+        self._record_returned(check)
+        if check.problem:
+            # Vertex's OpenAI-compatible endpoint wraps this refusal in a list (openai-agents-python#2137).
+            return self._error(400, check.problem, {"error_list": True})
         plan = plan_chat(self._offered_tools(body, "chat"), controls)
         rec.issued_signature = plan.signature
-        with self._lock:
-            self.signatures_returned.extend(returned_signatures(body["messages"]))
-            if plan.signature:
-                self.signatures_issued.append(plan.signature)
+        self._remember(plan.signature, on_call=True)
         if body.get("stream"):
             return await self._stream(request, rec, plan.events, controls)
         if controls.get("truncate"):
             return await self._truncated(request, plan.completion)
         return web.json_response(plan.completion)
+
+    async def _gemini(
+        self,
+        request: web.Request,
+        rec: Recorded,
+        match: re.Match[str],
+        body: dict[str, Any],
+        controls: dict[str, Any],
+    ) -> web.StreamResponse:
+        model, verb = match["model"], match["verb"]
+        version = "v1beta1" if rec.raw_path.startswith("/v1beta1/") else "v1"
+        counting = verb == "countTokens"
+        # As Vertex: the body is parsed into the request proto first, then the model is looked up,
+        # then Gemini checks what it was given.
+        parsed = parse_problems(body, "CountTokensRequest" if counting else "GenerateContentRequest", version)
+        if parsed:
+            return self._error(400, parsed.message, details=parsed.details())
+        if model not in self.gemini_models:
+            return self._error(404, model_not_found(match["project"], match["location"], "google", model))
+        problem = request_problem(body, model, generate=not counting)
+        if problem:
+            return self._error(400, problem)
+        if counting:
+            return web.json_response(gemini_count_tokens(body))
+        contents = body.get("contents") or []
+        check = check_signatures(contents, is_gemini_3(model), self.issued)
+        self._record_returned(check)
+        if check.problem:
+            return self._error(400, check.problem)
+        plan = plan_gemini(model, body, controls, tools_only_when_named=self.tools_only_when_named)
+        rec.issued_signature = plan.signature
+        self._remember(plan.signature, on_call=True)
+        self._remember(plan.text_signature, on_call=False)
+        if verb == "streamGenerateContent":
+            framing = "sse" if request.query.get("alt") == "sse" else "json_array"
+            return await self._stream(request, rec, [(None, c) for c in plan.chunks], controls, framing=framing)
+        if controls.get("truncate"):
+            return await self._truncated(request, plan.response)
+        return web.json_response(plan.response)
 
     async def _stream(
         self,
@@ -309,8 +451,16 @@ class FakeVertex(BackgroundServer):
         rec: Recorded,
         events: list[Event],
         controls: dict[str, Any],
+        framing: str = "event_stream",
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        """Send `events` one write each, paced and cut as the controls say.
+
+        framing: "event_stream" (chat, Claude: `event: name` lines, events end with a blank line),
+        "sse" (Gemini's `alt=sse`: `data: {json}` lines ending "\r\n\r\n", as Vertex sends them), or
+        "json_array" (Gemini without alt=sse: the chunks are the elements of one JSON array).
+        """
+        content_type = "application/json; charset=UTF-8" if framing == "json_array" else "text/event-stream"
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
         delay = float(controls.get("delay", 0))
         die_after = controls.get("die_after")
@@ -324,11 +474,18 @@ class FakeVertex(BackgroundServer):
             if isinstance(payload, dict) and controls.get("stamp"):
                 payload = dict(payload, fake_seq=seq, fake_sent_at=time.time())
             data = payload if isinstance(payload, str) else json.dumps(payload)
-            frame = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
+            if framing == "sse":
+                frame = f"data: {data}\r\n\r\n"
+            elif framing == "json_array":
+                frame = ("[" if seq == 0 else ",\r\n") + json.dumps(payload, indent=2)
+            else:
+                frame = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
             await response.write(frame.encode())
             rec.events_sent = seq + 1
             if delay and seq < len(events) - 1:
                 await asyncio.sleep(delay)
+        if framing == "json_array":
+            await response.write(b"]" if events else b"[]")
         await response.write_eof()
         return response
 
@@ -359,9 +516,14 @@ class FakeVertex(BackgroundServer):
         raise _Aborted
 
     @staticmethod
-    def _error(status: int, message: str, controls: dict[str, Any] | None = None) -> web.Response:
+    def _error(
+        status: int,
+        message: str,
+        controls: dict[str, Any] | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> web.Response:
         controls = controls or {}
-        body = controls.get("error_body", google_error(status, message))
+        body = controls.get("error_body", google_error(status, message, details))
         if controls.get("error_list"):
             body = [body]
         headers = {}

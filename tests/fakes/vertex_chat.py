@@ -1,7 +1,8 @@
 """Replies of Vertex's OpenAI-compatible chat endpoint, as plain data.
 
 `FakeVertex` decides how to deliver them (paced, gated, cut short); this module
-only decides what Gemini would say.
+only decides what Gemini would say, and which requests Gemini 3 refuses for their
+thought signatures (the rule is the same on the native API, tests/fakes/vertex_gemini.py).
 """
 
 from __future__ import annotations
@@ -9,18 +10,75 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Event = tuple[str | None, Any]  # (SSE event name, payload dict or literal str)
 
+GEMINI_REFERENCE = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/gemini"
+SIGNATURE_DOCS = "https://docs.cloud.google.com/vertex-ai/generative-ai/docs/thought-signatures"
+# The dummy Vertex accepts in place of a signature the model never issued ("Using REST or manual handling"
+# in SIGNATURE_DOCS). The Gemini API also takes "context_engineering_is_the_way_to_go"; Vertex does not
+# (pydantic/pydantic-ai#3881), so here that one is just a signature this fake never issued.
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+DUMMY_SIGNATURES = frozenset({SKIP_SIGNATURE})
+# Vertex's words for a signature that is present but not one it issued (bobrware/bobrchat#120, on Vertex;
+# the Gemini API says "Corrupted thought signature."). Gemini 3 only, like the missing-signature rule.
+INVALID_SIGNATURE = f"Unable to submit request because Thought signature is not valid.. Learn more: {GEMINI_REFERENCE}"
+
+
+def missing_signature(function: str, block: int) -> str:
+    """Vertex's refusal of a current-turn step whose first function call has no signature.
+
+    `block` counts the request's contents from 1 (system messages are not contents). Vertex names the
+    function `default_api:<name>` (openai/openai-agents-python#2137 on the OpenAI-compatible endpoint,
+    pydantic/pydantic-ai#3881 natively); some native reports show the bare name.
+    """
+    return (
+        f"Unable to submit request because function call `default_api:{function}` in the {block}. content block"
+        f" is missing a `thought_signature`. Learn more: {SIGNATURE_DOCS}"
+    )
+
+
+def is_gemini_3(model: str) -> bool:
+    """Gemini 3 models enforce the signature rule; Gemini 3 Pro Image does not (SIGNATURE_DOCS)."""
+    name = model.rsplit("/", 1)[-1]
+    return name.startswith("gemini-3") and "image" not in name
+
 
 def new_signature() -> str:
-    # Real signatures are opaque base64; '+', '/' and '=' make any re-encoding visible.
-    return base64.b64encode(b"\xfb\xff\xfe" + os.urandom(45)).decode()
+    """An opaque base64 signature as long as real ones (hundreds of characters, e.g. "EvMJCvAJAb4+9vu/...").
+
+    The fixed "+//+" group and the "==" padding make any re-encoding (URL-safe, unpadded) visible.
+    """
+    body = os.urandom(3 * random.randrange(60, 150) + 1)
+    return base64.b64encode(b"\x12\x34\x56\xfb\xff\xfe" + body).decode()
+
+
+@dataclass
+class SignatureCheck:
+    """Gemini 3's verdict on the signatures a request carries back, and what it carried (for the tests)."""
+
+    problem: str | None = None
+    returned: list[str] = field(default_factory=list)  # real-looking signatures on function calls
+    dummies: list[str] = field(default_factory=list)  # the documented dummy, wherever it stood
+
+
+def judge_signature(
+    signature: Any, function: str, block: int, known: Callable[[str], bool], check: SignatureCheck
+) -> None:
+    """Gemini 3's rule for the first function call of one current-turn step."""
+    if check.problem is not None:
+        return
+    if not isinstance(signature, str) or not signature:
+        check.problem = missing_signature(function, block)
+    elif signature not in DUMMY_SIGNATURES and not known(signature):
+        check.problem = INVALID_SIGNATURE
 
 
 def message_text(content: Any) -> str:
@@ -40,13 +98,13 @@ def last_user_text(messages: list[Any]) -> str:
 
 
 def arguments_for(schema: Any) -> dict[str, Any]:
-    """Plausible arguments satisfying a JSON schema's top-level properties."""
+    """Plausible arguments satisfying a schema's top-level properties (JSON Schema, or Vertex's upper-case types)."""
     samples = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True}
     props = schema.get("properties", {}) if isinstance(schema, dict) else {}
     args: dict[str, Any] = {}
     for name, spec in props.items():
         kind = spec.get("type", "string") if isinstance(spec, dict) else "string"
-        args[name] = samples.get(kind if isinstance(kind, str) else "string", "Paris")
+        args[name] = samples.get(kind.lower() if isinstance(kind, str) else "string", "Paris")
     return args
 
 
@@ -63,17 +121,60 @@ class ChatPlan:
     signature: str | None = None  # the thought signature issued, if any
 
 
-def returned_signatures(messages: list[Any]) -> list[str]:
-    found = []
+def _call_signature(call: Any) -> Any:
+    extra = call.get("extra_content") if isinstance(call, dict) else None
+    google = extra.get("google") if isinstance(extra, dict) else None
+    return google.get("thought_signature") if isinstance(google, dict) else None
+
+
+def _user_content(content: Any) -> bool:
+    """Whether a user message holds what Gemini calls standard content (text, an image...)."""
+    if isinstance(content, str):
+        return bool(content)
+    return isinstance(content, list) and any(isinstance(p, dict | str) for p in content)
+
+
+def check_chat_signatures(messages: Any, enforce: bool, known: Callable[[str], bool]) -> SignatureCheck:
+    """The signatures assistant tool calls carry back, and (Gemini 3) the refusal Vertex would answer.
+
+    The current turn starts after the last user message with standard content; the first tool call
+    of each assistant message in it needs `extra_content.google.thought_signature`. Vertex numbers the
+    contents it builds: system messages go to the system instruction, consecutive tool results share one.
+    """
+    check = SignatureCheck()
+    if not isinstance(messages, list):
+        return check
+    blocks: list[int] = []
+    number, after_tool = 0, False
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") != "assistant":
+        role = message.get("role") if isinstance(message, dict) else None
+        if role in ("system", "developer"):
+            blocks.append(0)
             continue
-        for call in message.get("tool_calls") or []:
-            google = (call.get("extra_content") or {}).get("google") or {}
-            sig = google.get("thought_signature")
-            if isinstance(sig, str):
-                found.append(sig)
-    return found
+        tool = role in ("tool", "function")
+        if not (tool and after_tool):
+            number += 1
+        after_tool = tool
+        blocks.append(number)
+    start = 0
+    for i, message in enumerate(messages):
+        if isinstance(message, dict) and message.get("role") == "user" and _user_content(message.get("content")):
+            start = i + 1
+    for i, message in enumerate(messages):
+        calls = message.get("tool_calls") if isinstance(message, dict) and message.get("role") == "assistant" else None
+        if not isinstance(calls, list) or not calls:
+            continue
+        for call in calls:
+            signature = _call_signature(call)
+            if signature in DUMMY_SIGNATURES:
+                check.dummies.append(signature)
+            elif isinstance(signature, str) and signature:
+                check.returned.append(signature)
+        if enforce and i >= start:
+            function = calls[0].get("function") if isinstance(calls[0], dict) else None
+            name = function.get("name") if isinstance(function, dict) else None
+            judge_signature(_call_signature(calls[0]), str(name or ""), blocks[i], known, check)
+    return check
 
 
 def plan_chat(body: dict[str, Any], controls: dict[str, Any]) -> ChatPlan:
@@ -87,16 +188,18 @@ def plan_chat(body: dict[str, Any], controls: dict[str, Any]) -> ChatPlan:
 
     tool_call: dict[str, Any] | None = None
     signature = None
-    if tools and last.get("role") != "tool":
-        function = tools[0].get("function", {})
+    call = controls.get("call")
+    if isinstance(call, dict) or (tools and last.get("role") != "tool"):
+        if isinstance(call, dict):  # scripted: exactly this function, these arguments
+            name, arguments = str(call.get("name", "tool")), call.get("args") or {}
+        else:
+            function = tools[0].get("function", {})
+            name, arguments = function.get("name", "tool"), arguments_for(function.get("parameters"))
         signature = new_signature()
         tool_call = {
             "id": f"call_{uuid.uuid4().hex[:20]}",
             "type": "function",
-            "function": {
-                "name": function.get("name", "tool"),
-                "arguments": json.dumps(arguments_for(function.get("parameters"))),
-            },
+            "function": {"name": name, "arguments": json.dumps(arguments)},
             "extra_content": {"google": {"thought_signature": signature}},
         }
         text = None
