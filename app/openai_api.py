@@ -1,6 +1,7 @@
 """The OpenAI client API: /v1/models and /v1/models/{id} from the alias table, and the upstream of
 /v1/chat/completions, Vertex's OpenAI-compatible chat endpoint for Gemini."""
 
+import logging
 from typing import Any
 
 import orjson
@@ -10,6 +11,9 @@ from app.apis import client_api_of
 from app.auth import authorize
 from app.errors import JSON_HEADERS, GatewayError
 from app.pipeline import Call, Endpoint, UpstreamCall
+from app.thought_signatures import ChatAnswer, restore_chat
+
+logger = logging.getLogger("app")
 
 # Fixed so the list is stable across deploys; OpenAI clients only display it.
 MODEL_CREATED = 1735689600
@@ -57,6 +61,18 @@ class VertexChat:
     """Vertex's OpenAI-compatible chat completions, for Gemini."""
 
     def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall:
-        # Only "model" changes: every other field (thought signatures, vendor extras) passes as sent.
+        # "model" changes, and thought signatures ride in tool call ids (app/thought_signatures.py): the
+        # history gets back the ids and signatures Vertex issued, and where tools are offered the answer's
+        # signed calls get ids that carry their signatures. Every other field passes as sent.
         request["model"] = model.vertex_id
-        return UpstreamCall(call.gateway.urls.chat_completions, orjson.dumps(request), request.get("stream") is True)
+        messages = request.get("messages")
+        if isinstance(messages, list):
+            counts = restore_chat(messages, model.name)
+            if counts:
+                call.line.thought_signatures = counts
+                logger.debug("thought signatures for %s: %s", model.vertex_id, counts)
+        # No tools, no tool calls: the answer passes through untouched.
+        answer = ChatAnswer() if request.get("tools") else None
+        return UpstreamCall(
+            call.gateway.urls.chat_completions, orjson.dumps(request), request.get("stream") is True, answer=answer
+        )
