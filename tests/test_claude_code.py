@@ -85,7 +85,14 @@ def claude_home() -> Iterator[Path]:
 
 
 def run_claude(
-    cli: Path, home: Path, gateway: Gateway, auth: dict[str, str], *args: str, env: dict[str, str] | None = None
+    cli: Path,
+    home: Path,
+    gateway: Gateway,
+    auth: dict[str, str],
+    *args: str,
+    env: dict[str, str] | None = None,
+    prompt: str = PROMPT,
+    tools: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {
         **_base_env(),
@@ -101,9 +108,10 @@ def run_claude(
         **auth,
         **(env or {}),
     }
-    # --tools "": the fake answers any request that offers tools with a tool call, and a
-    # plain text answer is what this test wants to see printed.
-    command = [str(cli), "-p", PROMPT, "--tools", "", "--no-session-persistence", *args]
+    # --tools "" unless a test wants tools: the fake answers any request that offers tools with a tool
+    # call, and a plain text answer is what most tests want to see printed.
+    tool_args = ["--tools", ""] if tools is None else tools
+    command = [str(cli), "-p", prompt, *tool_args, "--no-session-persistence", *args]
     return subprocess.run(
         command,
         cwd=home / "work",
@@ -279,3 +287,76 @@ def test_claude_code_as_the_readme_says_against_make_run(claude_cli: Path, claud
         assert {e["alias"] for e in served} <= {"sonnet", "haiku", "opus"}
     finally:
         run.stop()
+
+
+GEMINI_PREFIX = f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/"
+
+
+@pytest.mark.parametrize(
+    ("alias", "vertex_model"), [("flash", "gemini-2.5-flash"), ("pro-preview", "gemini-3.1-pro-preview")]
+)
+def test_claude_code_on_gemini_reads_a_file_with_its_read_tool(
+    alias: str,
+    vertex_model: str,
+    claude_cli: Path,
+    claude_home: Path,
+    gateway: Gateway,
+    fake_vertex: FakeVertex,
+) -> None:
+    """Only ANTHROPIC_BASE_URL, a key and ANTHROPIC_MODEL: Gemini calls Claude Code's Read tool, Claude Code
+    runs it and sends the result, and prints the answer Gemini derives from it. gemini-3.1-pro-preview makes
+    the fake enforce Gemini 3's thought-signature rule on the second turn."""
+    secret = f"marmalade-{os.urandom(4).hex()}"
+    hello = claude_home / "work" / "hello.txt"
+    hello.write_text(f"the secret word is {secret}\n")
+    seen = len(fake_vertex.requests)
+    fake_vertex.push(
+        {"call": {"name": "Read", "args": {"file_path": str(hello)}}},
+        path_contains=f"{vertex_model}:streamGenerateContent",
+    )
+    done = run_claude(
+        claude_cli,
+        claude_home,
+        gateway,
+        {"ANTHROPIC_API_KEY": API_KEYS["full"]},
+        env={"ANTHROPIC_MODEL": alias},
+        prompt="What does hello.txt say?",
+        tools=[],  # Claude Code's own tool set, every schema translated for Gemini
+    )
+    detail = (
+        f"exit {done.returncode}\nstdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}\nlog: {gateway.log_path}"
+    )
+    assert done.returncode == 0, detail
+    assert secret in done.stdout and "tool said:" in done.stdout, detail
+    turns = [r for r in fake_vertex.requests[seen:] if r.path == f"{GEMINI_PREFIX}{vertex_model}:streamGenerateContent"]
+    assert len(turns) >= 2 and all(r.status == 200 for r in turns), [(r.path, r.status) for r in turns]
+    call_turn = next(r for r in turns if r.issued_signature)
+    declared = {d["name"] for d in call_turn.json["tools"][0]["functionDeclarations"]}
+    assert {"Read", "Bash"} <= declared
+    # Claude Code echoed the tool_use block; the gateway put Gemini's signature back on the function call.
+    answered = turns[turns.index(call_turn) + 1].json["contents"]
+    calls = [p for c in answered if c["role"] == "model" for p in c["parts"] if "functionCall" in p]
+    assert calls[-1]["functionCall"] == {"name": "Read", "args": {"file_path": str(hello)}}
+    assert calls[-1]["thoughtSignature"] == call_turn.issued_signature
+    results = [p["functionResponse"] for c in answered for p in c["parts"] if "functionResponse" in p]
+    assert results[-1]["name"] == "Read" and secret in json.dumps(results[-1])
+    lines = [e for e in message_logs(gateway, 0) if e.get("alias") == alias]
+    assert lines and lines[-1]["upstream_api"] == "gemini" and lines[-1]["thought_signatures"] == {"restored": 1}
+
+
+def test_claude_code_with_its_defaults(
+    claude_cli: Path, claude_home: Path, gateway: Gateway, fake_vertex: FakeVertex, fake_metadata: FakeMetadata
+) -> None:
+    """`claude -p "hi" --model sonnet` with no ANTHROPIC_DEFAULT_* variables: Claude Code's own id for its
+    newest Sonnet passes through to Vertex (MODEL_PASSTHROUGH's default)."""
+    seen, logged = len(fake_vertex.requests), len(gateway.request_logs())
+    done = run_claude(claude_cli, claude_home, gateway, {"ANTHROPIC_API_KEY": API_KEYS["full"]}, "--model", "sonnet")
+    assert_printed_fake_answer(done, gateway)
+    records = claude_code_requests(fake_vertex, seen)
+    assert records and all(r.status == 200 for r in records)
+    models = {r.path.removeprefix(CLAUDE_PREFIX).split(":")[0] for r in records}
+    assert any(m.startswith("claude-sonnet-") for m in models), models
+    assert not models & {"claude-sonnet-4-6"}, "not the gateway's `sonnet` alias: Claude Code's own id"
+    entries = message_logs(gateway, logged)
+    assert entries and all(e["httpRequest"]["status"] == 200 for e in entries)  # type: ignore[index]
+    assert any(str(e["alias"]).startswith("claude-sonnet-") for e in entries)
