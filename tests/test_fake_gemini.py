@@ -160,6 +160,18 @@ def test_google_genai_reads_the_fake(vertex: FakeVertex) -> None:
     whole = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert whole.text == "echo: hi"
     assert client.models.count_tokens(model="gemini-2.5-flash", contents="hi").total_tokens > 0
+    # A Gemini 3 tool turn through the SDK's own chat history: it keeps the signature as bytes and sends
+    # it back re-encoded, which the fake accepts only if its signatures are canonical base64.
+    types = genai.types
+    declaration = types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER["parameters"])
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[declaration])])
+    chat = client.chats.create(model="gemini-3.1-pro-preview", config=config)
+    call = chat.send_message("weather?").candidates[0].content.parts[0]
+    assert call.function_call.name == "get_weather" and call.thought_signature
+    answer = chat.send_message(types.Part.from_function_response(name="get_weather", response={"content": "sunny"}))
+    assert answer.text == "tool said: sunny"
+    (returned,) = vertex.signatures_returned
+    assert returned == vertex.signatures_issued[0].replace("+", "-").replace("/", "_"), "google-genai sends URL-safe"
 
 
 def test_count_tokens_agrees_with_generate(vertex: FakeVertex) -> None:

@@ -42,6 +42,7 @@ it, through one-shot scripts queued with `FakeVertex.push()`:
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import json
 import re
@@ -60,6 +61,7 @@ from tests.fakes.vertex_chat import (
     is_gemini_3,
     last_user_text,
     plan_chat,
+    signature_bytes,
 )
 from tests.fakes.vertex_claude import _last_user_text, body_problem, count_tokens, plan_message
 from tests.fakes.vertex_gemini import (
@@ -190,7 +192,7 @@ class FakeVertex(BackgroundServer):
         self.signatures_issued: list[str] = []  # on function calls, both Gemini endpoints
         self.signatures_returned: list[str] = []  # found on function calls in requests (dummies aside)
         self.signatures_dummy: list[str] = []  # the documented dummy, found where a signature goes
-        self._known: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._known: collections.OrderedDict[bytes, None] = collections.OrderedDict()  # issued, as bytes
         self.inflight = 0
         self.peak_inflight = 0
         # The tests' fake calls the first tool whenever tools are offered. The `make run` stand-in sets this,
@@ -235,15 +237,16 @@ class FakeVertex(BackgroundServer):
         return [r for r in self.requests if needle in r.body]
 
     def issued(self, signature: str) -> bool:
-        """Whether this fake issued `signature` (kept past `clear()`, as Vertex keeps validating old ones)."""
+        """Whether this fake issued `signature`, in any base64 spelling (remembered past `clear()`)."""
+        raw = signature_bytes(signature)
         with self._lock:
-            return signature in self._known
+            return raw is not None and raw in self._known
 
     def _remember(self, signature: str | None, *, on_call: bool) -> None:
         if signature is None:
             return
         with self._lock:
-            self._known[signature] = None
+            self._known[base64.b64decode(signature)] = None
             while len(self._known) > KNOWN_SIGNATURES:
                 self._known.popitem(last=False)
             if on_call:
@@ -342,9 +345,7 @@ class FakeVertex(BackgroundServer):
             if claude["location"] not in COUNT_TOKENS_LOCATIONS:
                 # As Vertex does: count-tokens exists in some regions only, never at `global`.
                 return self._error(
-                    404,
-                    f"Publisher Model `projects/{claude['project']}/locations/{claude['location']}/publishers/"
-                    "anthropic/models/count-tokens` was not found or your project does not have access to it.",
+                    404, model_not_found(claude["project"], claude["location"], "anthropic", "count-tokens")
                 )
             if not isinstance(body.get("model"), str):
                 return self._error(400, 'Invalid request: "model" is required for count-tokens.')

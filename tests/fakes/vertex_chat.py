@@ -8,6 +8,7 @@ thought signatures (the rule is the same on the native API, tests/fakes/vertex_g
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import random
@@ -26,7 +27,34 @@ SIGNATURE_DOCS = "https://docs.cloud.google.com/vertex-ai/generative-ai/docs/tho
 # in SIGNATURE_DOCS). The Gemini API also takes "context_engineering_is_the_way_to_go"; Vertex does not
 # (pydantic/pydantic-ai#3881), so here that one is just a signature this fake never issued.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-DUMMY_SIGNATURES = frozenset({SKIP_SIGNATURE})
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def signature_bytes(signature: Any) -> bytes | None:
+    """The bytes a signature stands for, or None if it is not base64.
+
+    A signature is a protobuf `bytes` field, and protobuf's JSON reads standard or URL-safe base64, padded
+    or not (https://protobuf.dev/programming-guides/json/): google-genai sends signatures back URL-safe
+    (googleapis/python-genai#2105) and Vertex takes them. Every spelling of the same bytes is one signature.
+    """
+    if not isinstance(signature, str) or not _BASE64.fullmatch(signature):
+        return None
+    body = signature.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(body) % 4 == 1:
+        return None
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4))
+    except binascii.Error:
+        return None
+
+
+DUMMY_BYTES = signature_bytes(SKIP_SIGNATURE)
+
+
+def is_dummy(signature: Any) -> bool:
+    return signature_bytes(signature) == DUMMY_BYTES
+
+
 # Vertex's words for a signature that is present but not one it issued (bobrware/bobrchat#120, on Vertex;
 # the Gemini API says "Corrupted thought signature."). Gemini 3 only, like the missing-signature rule.
 INVALID_SIGNATURE = f"Unable to submit request because Thought signature is not valid.. Learn more: {GEMINI_REFERENCE}"
@@ -65,7 +93,7 @@ class SignatureCheck:
     """Gemini 3's verdict on the signatures a request carries back, and what it carried (for the tests)."""
 
     problem: str | None = None
-    returned: list[str] = field(default_factory=list)  # real-looking signatures on function calls
+    returned: list[str] = field(default_factory=list)  # other signatures on function calls, as spelled
     dummies: list[str] = field(default_factory=list)  # the documented dummy, wherever it stood
 
 
@@ -77,7 +105,7 @@ def judge_signature(
         return
     if not isinstance(signature, str) or not signature:
         check.problem = missing_signature(function, block)
-    elif signature not in DUMMY_SIGNATURES and not known(signature):
+    elif not is_dummy(signature) and not known(signature):
         check.problem = INVALID_SIGNATURE
 
 
@@ -166,7 +194,7 @@ def check_chat_signatures(messages: Any, enforce: bool, known: Callable[[str], b
             continue
         for call in calls:
             signature = _call_signature(call)
-            if signature in DUMMY_SIGNATURES:
+            if is_dummy(signature):
                 check.dummies.append(signature)
             elif isinstance(signature, str) and signature:
                 check.returned.append(signature)

@@ -11,7 +11,8 @@
 3. `check_signatures`: Gemini 3's thought-signature rule (tests/fakes/vertex_chat.py has the words).
 4. `plan_gemini`: the answer, whole and as stream chunks, each a full GenerateContentResponse.
 
-Every message below was seen in a Vertex answer; SPEC.md's platform-facts table cites where.
+The messages are Vertex's own, as quoted in public reports (SPEC.md's platform-facts table cites them);
+the few this fake had to word itself say "assumed wording" where they are made.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes.vertex_chat import (
-    DUMMY_SIGNATURES,
     GEMINI_REFERENCE,
     SignatureCheck,
     arguments_for,
     count_words,
+    is_dummy,
     is_gemini_3,
     judge_signature,
     new_signature,
+    signature_bytes,
 )
 
 FUNCTION_CALLING_DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/function-calling"
@@ -294,7 +296,6 @@ SCALAR_TYPES = {
     "double": "TYPE_DOUBLE",
     "bytes": "TYPE_BYTES",
 }
-_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
@@ -311,7 +312,7 @@ def key(data: dict[str, Any], name: str) -> Any:
 
 def valid_bytes(value: str) -> bool:
     """Whether protobuf's JSON parser decodes this bytes value (standard or URL-safe base64, padded or not)."""
-    return bool(_BASE64.fullmatch(value)) and len(value.rstrip("=")) % 4 != 1
+    return signature_bytes(value) is not None
 
 
 @dataclass
@@ -445,7 +446,8 @@ def parse_problems(body: dict[str, Any], request: str, version: str) -> Problem 
 # -- 2. Gemini's own checks -------------------------------------------------------------------------------
 
 DATA_FIELDS = ONEOFS["Part"][1]
-# Vertex's words (the README of this module says where each was seen).
+# Vertex's words: crewAIInc/crewAI#3277 (no contents), blog.wentuo.ai?p=876 (role), pydantic/pydantic-ai#2203
+# and genkit-ai/genkit#3690 (no parts), yym68686/uni-api#120 (a part with no data).
 NO_CONTENTS = (
     f"Unable to submit request because at least one contents field is required. Learn more: {GEMINI_REFERENCE}"
 )
@@ -463,6 +465,7 @@ NO_DATA = (
 EMPTY_INPUT = "Unable to submit request because Model input cannot be empty."
 ENDS_WITH_MODEL = "Requests ending with a model turn are not supported."
 FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+# cloudflare/agents#406 (Vertex's "proto is invalid" form), kaitranntt/ccs#25 (colons now allowed).
 BAD_FUNCTION_NAME = (
     "[FIELD_INVALID] Invalid function name. Must start with a letter or an underscore. Must be a-z, A-Z, 0-9, or"
     " contain underscores (_), dots (.), colons (:), or dashes (-), with a maximum length of 64."
@@ -502,7 +505,13 @@ def declarations(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _schema_problems(function: str, schema: dict[str, Any], at: str) -> str | None:
-    """Vertex's checks of a declaration's parameters beyond the parse (messages seen in its answers)."""
+    """Vertex's checks of a declaration's parameters beyond the parse.
+
+    Seen in its answers: lambda-alpha-labs/Graphenium#37 (any_of with company), google-gemini/gemini-cli#2282
+    (no type), spring-projects/spring-ai#1373 and diegosouzapw/OmniRoute#3357 (parameters not OBJECT). A
+    STRING's `format` passes: the Gemini API takes only "enum" and "date-time" (google-gemini/gemini-cli#2237),
+    but Vertex's Schema documents "email", "byte", etc. and no Vertex refusal of a format has been reported.
+    """
     keys = {camel(k) for k, v in schema.items() if v is not None}
     if "anyOf" in keys and keys != {"anyOf"}:
         return (
@@ -610,7 +619,7 @@ def check_signatures(contents: list[Any], enforce: bool, known: Callable[[str], 
         calls = [p for p in _parts(content) if isinstance(key(p, "function_call"), dict)]
         for part in calls:
             signature = key(part, "thought_signature")
-            if signature in DUMMY_SIGNATURES:
+            if is_dummy(signature):
                 check.dummies.append(signature)
             elif isinstance(signature, str) and signature:
                 check.returned.append(signature)
