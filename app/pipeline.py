@@ -10,13 +10,13 @@ upstream API that serves the model's publisher, forward, relay.
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from app.aliases import Model
+from app.aliases import Model, passthrough_not_found
 from app.apis import OPENAI_CHAT, ClientApi, client_api_of
 from app.asgi import ClientGone, Responder, header_map, read_body
 from app.auth import authenticate, authorize
@@ -130,7 +130,11 @@ class ModelRoute(Endpoint):
 
     async def handle(self, call: Call) -> None:
         model, request = await self.model_request(call)
-        await self.forward(call, self.upstreams[model.publisher].prepare(call, model, request))
+        target = self.upstreams[model.publisher].prepare(call, model, request)
+        if model.passthrough:
+            # Vertex's own 404 would only say "not found": say how to enable the model or map it to an alias.
+            target = replace(target, not_found=passthrough_not_found(model, self.gateway.models.aliases))
+        await self.forward(call, target)
 
     async def model_request(self, call: Call) -> tuple[Model, dict[str, Any]]:
         """Authenticate, apply the key's limits, read and parse the body, resolve and authorise its model,
