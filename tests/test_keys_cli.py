@@ -116,6 +116,21 @@ def test_issue_stores_only_a_digest_and_prints_the_key_last(keys: Cli, fake: Fak
     assert key not in fake.latest_data(SECRET).decode()
 
 
+def test_issue_takes_glob_patterns_the_gateway_matches(keys: Cli, fake: FakeSecretManager) -> None:
+    from app.aliases import Model
+
+    keys.ok("issue", "claude-team", "--models", "sonnet, claude-opus-*,gemini-2.?-*")
+    [record] = document(fake)
+    assert record["models"] == ["sonnet", "claude-opus-*", "gemini-2.?-*"]
+    records, problems = parse_key_document(fake.latest_data(SECRET))
+    assert problems == []
+    [parsed] = records.values()
+    assert parsed.may_use(Model("sonnet", "anthropic/claude-sonnet-4-6"))
+    assert parsed.may_use(Model("claude-opus-5", "anthropic/claude-opus-5", passthrough=True))
+    assert not parsed.may_use(Model("opus", "anthropic/claude-opus-4-6"))
+    assert "claude-* or gemini-2.5-*" in " ".join(keys.ok("issue", "--help").stdout.split())
+
+
 def test_issue_refuses_an_existing_id(keys: Cli, fake: FakeSecretManager) -> None:
     keys.ok("issue", "alice")
     again = keys("issue", "alice")
@@ -131,6 +146,7 @@ def test_issue_validates_its_arguments_before_touching_the_secret(keys: Cli, fak
         (("issue", "bob", "--expires", "tomorrow"), "--expires"),
         (("issue", "bob", "--expires", "2001-01-01T00:00:00Z"), "already past"),
         (("issue", "bob", "--models", ","), "--models"),
+        (("issue", "bob", "--models", "flash,claude {opus}"), "--models: 'claude {opus}' is not an alias or pattern"),
     ):
         result = keys(*args)
         assert result.code == 1, args
