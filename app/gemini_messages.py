@@ -52,6 +52,7 @@ class Translated:
     body: dict[str, Any]
     dropped_tools: list[str] = field(default_factory=list)
     signatures: dict[str, int] = field(default_factory=dict)
+    system_messages: list[str] = field(default_factory=list)  # role "system" turns, for the system instruction
 
 
 def invalid(message: str, param: str | None = None) -> GatewayError:
@@ -69,9 +70,9 @@ def gemini_request(request: dict[str, Any], model_name: str) -> Translated:
     out = Translated({})
     body = out.body
     body["contents"] = _contents(messages, model_name, out)
-    system = _text_of(request.get("system"), "system")
-    if system:
-        body["systemInstruction"] = {"parts": [{"text": system}]}
+    system = [_text_of(request.get("system"), "system"), *out.system_messages]
+    if any(system):
+        body["systemInstruction"] = {"parts": [{"text": text} for text in system if text]}
     tools = _tools(request.get("tools"), out)
     if tools:
         body["tools"] = [{"functionDeclarations": tools}]
@@ -95,14 +96,18 @@ def _contents(messages: list[Any], model_name: str, out: Translated) -> list[dic
         role = message.get("role")
         if role not in ("user", "assistant", "system"):
             raise invalid(f"{where}.role: must be 'user' or 'assistant', not {role!r}", f"{where}.role")
+        if role == "system":
+            # Claude Code sends role "system" inside messages (its environment, agent lists). Gemini has no
+            # such turn; its system instruction is where the same authority lives, so the text goes there,
+            # in order, rather than into the user's mouth.
+            out.system_messages.append(_text_of(message.get("content"), f"{where}.content"))
+            continue
         if role == "assistant":
             parts = _assistant_parts(message.get("content"), where, names_by_id, out)
             if needs_signature:
                 _sign_first_call(parts, out)
             gemini_role = "model"
         else:
-            # Claude Code sends role "system" inside messages (reminders, agent lists): Gemini has
-            # no such turn, so it is said by the user, as the text it is.
             parts = _user_parts(message.get("content"), where, names_by_id)
             gemini_role = "user"
         if not parts:

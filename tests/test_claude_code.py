@@ -247,7 +247,10 @@ def test_claude_code_model_names_mapped_to_gateway_aliases(
     assert {e["alias"] for e in message_logs(gateway, logged)} == {alias}
 
 
-def test_claude_code_as_the_readme_says_against_make_run(claude_cli: Path, claude_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", ["claude", "claude-gemini"])
+def test_claude_code_as_the_readme_says_against_make_run(
+    block: str, claude_cli: Path, claude_home: Path, tmp_path: Path
+) -> None:
     # README's Claude Code block, run as written by bash (the pinned `claude` first on PATH), against
     # `make run` without Google credentials: scripts/dev-run and its local stand-in for Vertex.
     # tests/test_readme.py says which two substitutions make it runnable (URL and dev key).
@@ -255,7 +258,7 @@ def test_claude_code_as_the_readme_says_against_make_run(claude_cli: Path, claud
 
     run = start_make_run(tmp_path)
     try:
-        _, code = readme_examples()["claude"]
+        _, code = readme_examples()[block]
         env = {
             **_base_env(),
             "PATH": f"{claude_cli.parent}{os.pathsep}{_base_env()['PATH']}",
@@ -284,7 +287,12 @@ def test_claude_code_as_the_readme_says_against_make_run(claude_cli: Path, claud
         lines = [json.loads(line) for line in run.log.read_text().splitlines() if line.startswith("{")]
         served = [e for e in lines if e.get("httpRequest", {}).get("requestUrl") == "/v1/messages"]
         assert served and all(e["httpRequest"]["status"] == 200 and e["key_id"] == "dev" for e in served), detail
-        assert {e["alias"] for e in served} <= {"sonnet", "haiku", "opus"}
+        if block == "claude":
+            # No tier settings: Claude Code's own ids passed through to (the stand-in's) Claude on Vertex.
+            assert all(str(e["alias"]).startswith("claude-") for e in served), detail
+        else:
+            assert {e["alias"] for e in served} == {"flash"}, detail
+            assert all(e["upstream_api"] == "gemini" for e in served), detail
     finally:
         run.stop()
 

@@ -395,15 +395,6 @@ def test_unknown_model_is_bad_request(claude: anthropic.Anthropic, fake_vertex: 
     assert fake_vertex.find(marker) == []
 
 
-def test_gemini_alias_on_messages_names_chat_completions(
-    claude: anthropic.Anthropic, fake_vertex: FakeVertex, marker: str
-) -> None:
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        claude.messages.create(model="flash", max_tokens=8, messages=[{"role": "user", "content": marker}])
-    assert "/v1/chat/completions" in anthropic_error(caught.value.body, "invalid_request_error")
-    assert fake_vertex.find(marker) == []
-
-
 def test_claude_alias_on_chat_completions_names_messages(
     claude_gateway: Gateway, fake_vertex: FakeVertex, marker: str
 ) -> None:

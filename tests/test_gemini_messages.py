@@ -59,10 +59,13 @@ REQUESTS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
         {"systemInstruction": {"parts": [{"text": "a\nb"}]}},
     ),
     (
-        "role system inside messages becomes the user's text",
-        {"messages": [user("hi"), {"role": "system", "content": "agents: x"}]},
+        "role system inside messages joins the system instruction, in order",
+        {"system": "be brief", "messages": [user("hi"), {"role": "system", "content": "agents: x"}, user("go")]},
         FLASH,
-        {"contents": [{"role": "user", "parts": [{"text": "hi"}, {"text": "agents: x"}]}]},
+        {
+            "contents": [{"role": "user", "parts": [{"text": "hi"}, {"text": "go"}]}],
+            "systemInstruction": {"parts": [{"text": "be brief"}, {"text": "agents: x"}]},
+        },
     ),
     (
         "image base64",
