@@ -67,7 +67,7 @@ class VertexChat:
         request["model"] = model.vertex_id
         messages = request.get("messages")
         if isinstance(messages, list):
-            counts = restore_chat(messages, model.name)
+            counts = restore_chat(messages, model.vertex_id)
             if counts:
                 call.line.thought_signatures = counts
                 logger.debug("thought signatures for %s: %s", model.vertex_id, counts)
