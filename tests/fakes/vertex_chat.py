@@ -84,7 +84,7 @@ def new_signature() -> str:
 
     The fixed "+//+" group and the "==" padding make any re-encoding (URL-safe, unpadded) visible.
     """
-    body = os.urandom(3 * random.randrange(60, 150) + 1)
+    body = os.urandom(3 * random.randrange(80, 200) + 1)  # 330 to 810 characters
     return base64.b64encode(b"\x12\x34\x56\xfb\xff\xfe" + body).decode()
 
 
