@@ -22,9 +22,15 @@ class ClientApi:
 OPENAI_CHAT = ClientApi("chat.completions", Shape.OPENAI, "/v1/chat/completions", "an OpenAI-compatible client")
 ANTHROPIC_MESSAGES = ClientApi("messages", Shape.ANTHROPIC, "/v1/messages", "the anthropic SDK or Claude Code")
 
-# The client API each publisher's models are served on.
-_BY_PUBLISHER = {"google": OPENAI_CHAT, "anthropic": ANTHROPIC_MESSAGES}
+# The client APIs each publisher's models are served on, the native one first: Gemini is also served on
+# Messages, through a translator (gemini_messages), for Claude Code and the anthropic SDK.
+_BY_PUBLISHER = {"google": (OPENAI_CHAT, ANTHROPIC_MESSAGES), "anthropic": (ANTHROPIC_MESSAGES,)}
 
 
 def client_api_of(model: Model) -> ClientApi:
+    """The API a model is native to, where a caller on the wrong route is sent."""
+    return _BY_PUBLISHER[model.publisher][0]
+
+
+def client_apis_of(model: Model) -> tuple[ClientApi, ...]:
     return _BY_PUBLISHER[model.publisher]

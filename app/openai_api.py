@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from app.aliases import Model
-from app.apis import client_api_of
+from app.apis import client_api_of, client_apis_of
 from app.auth import authorize
 from app.errors import JSON_HEADERS, GatewayError
 from app.pipeline import Call, Endpoint, UpstreamCall
@@ -26,7 +26,8 @@ def model_object(model: Model) -> dict[str, object]:
         "created": MODEL_CREATED,
         "owned_by": model.publisher,
         "vertex_id": model.vertex_id,
-        "api": client_api_of(model).name,
+        "api": client_api_of(model).name,  # the API the model is native to
+        "apis": [api.name for api in client_apis_of(model)],  # every API it is served on
     }
 
 
@@ -44,7 +45,7 @@ class ModelGet(Endpoint):
     async def handle(self, call: Call) -> None:
         record = await self.authenticate(call)
         name = call.scope["path_params"]["model_id"]
-        model = self.gateway.models.get(name)
+        model = self.gateway.models.get(name) or self.gateway.models.passthrough(name)
         if model is None:
             raise GatewayError(
                 404,

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from app.aliases import ModelTable
-from app.apis import client_api_of
+from app.apis import client_apis_of
 from app.gateway import Gateway
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -49,7 +49,7 @@ def _values(models: ModelTable, url: str, refresh_seconds: float) -> dict[str, s
     claude = [m.alias for m in models.models if m.publisher == "anthropic"] or ["sonnet"]
     rows = "\n".join(
         f"<tr><td><code>{html.escape(m.alias)}</code></td><td><code>{html.escape(m.vertex_id)}</code></td>"
-        f"<td>{client_api_of(m).path}</td></tr>"
+        f"<td>{', '.join(api.path for api in client_apis_of(m))}</td></tr>"
         for m in models.models
     )
     return {

@@ -44,6 +44,8 @@ class UsageSniffer:
         if not self._partial and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
             return  # the common case: whole events, none with usage
         data = self._partial + chunk if self._partial else chunk
+        if b"\r" in data:  # events may also end in CRLF CRLF (Gemini's native streams do)
+            data = data.replace(b"\r\n", b"\n")
         end = data.rfind(b"\n\n")
         if end < 0:
             self._partial = data if len(data) <= self.MAX_PARTIAL else b""
