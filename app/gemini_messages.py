@@ -443,17 +443,20 @@ class MessagesAnswer:
                 else:
                     content.append({"type": "text", "text": part["text"]})
         self.usage = _usage(response.get("usageMetadata"))
-        message = {
+        called = any(b["type"] == "tool_use" for b in content)
+        return orjson.dumps(self._message(content, self._stop_reason(response, finish, called), self.usage))
+
+    def _message(self, content: list[dict[str, Any]], stop_reason: str | None, usage: dict[str, int]) -> dict[str, Any]:
+        return {
             "id": self._id,
             "type": "message",
             "role": "assistant",
             "model": self.model,
             "content": content,
-            "stop_reason": self._stop_reason(response, finish, any(b["type"] == "tool_use" for b in content)),
+            "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": self.usage,
+            "usage": usage,
         }
-        return orjson.dumps(message)
 
     @staticmethod
     def _stop_reason(response: dict[str, Any], finish: Any, called: bool) -> str:
@@ -508,16 +511,7 @@ class MessagesAnswer:
             return b""
         self._started = True
         self.usage = _usage(response.get("usageMetadata"))
-        message = {
-            "id": self._id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": self.usage["input_tokens"], "output_tokens": 0},
-        }
+        message = self._message([], None, {"input_tokens": self.usage["input_tokens"], "output_tokens": 0})
         return _event("message_start", {"type": "message_start", "message": message}) + _event("ping", {"type": "ping"})
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> bytes:

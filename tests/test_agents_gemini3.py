@@ -19,17 +19,9 @@ from app.thought_signatures import DUMMY, split
 from tests.conftest import ALIASES, API_KEYS, PROJECT
 from tests.fakes.vertex import FakeVertex, Recorded
 from tests.harness import Gateway
+from tests.test_e2e_openai import WEATHER_TOOL
 
 pytestmark = pytest.mark.e2e
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 def traced() -> tuple[str, dict[str, str]]:
