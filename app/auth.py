@@ -7,11 +7,12 @@ from app.aliases import Model
 from app.errors import GatewayError
 from app.keys import KeyRecord, KeyRing
 
-HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+HOW_TO_SEND = "send it as 'Authorization: Bearer <key>', 'x-api-key: <key>' or 'x-goog-api-key: <key>'"
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
-    key = headers.get(b"x-api-key")
+    # x-goog-api-key: what google-genai sends in Vertex express mode (api_key=...).
+    key = headers.get(b"x-api-key") or headers.get(b"x-goog-api-key")
     if key is None:
         authorization = headers.get(b"authorization")
         if authorization is None:

@@ -1,7 +1,8 @@
 """Every error the gateway returns, in the caller's own shape.
 
 OpenAI routes answer `{"error": {"message", "type", "param", "code"}}`; Anthropic
-routes answer `{"type": "error", "error": {"type", "message"}}`. SDKs pick their
+routes answer `{"type": "error", "error": {"type", "message"}}`; the native Vertex
+passthrough answers Google's `{"error": {"code", "message", "status"}}`. SDKs pick their
 exception class from the status, and show the message, so every message says
 what was wrong and how to fix it.
 """
@@ -19,6 +20,26 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 class Shape(Enum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    GOOGLE = "google"
+
+
+# google.rpc.Code names, as Google APIs put them in `error.status`.
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 _OPENAI_TYPES = {
@@ -71,6 +92,15 @@ def error_type(shape: Shape, status: int) -> str:
 
 
 def error_body(shape: Shape, status: int, message: str, code: str | None = None, param: str | None = None) -> bytes:
+    if shape is Shape.GOOGLE:
+        # google-genai and AnthropicVertex read `error.message` and `error.status`; our own code goes in `details`
+        # as a google.rpc.ErrorInfo `reason`, where Google puts machine-readable reasons.
+        error: dict[str, Any] = {"code": status, "message": message, "status": GOOGLE_STATUS.get(status, "UNKNOWN")}
+        if code:
+            error["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": code, "domain": "llm-gateway"}
+            ]
+        return orjson.dumps({"error": error})
     kind = error_type(shape, status)
     if shape is Shape.ANTHROPIC:
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
@@ -92,6 +122,8 @@ def _google_error(data: Any) -> dict[str, Any] | None:
 
 
 def _already_shaped(shape: Shape, data: Any) -> bool:
+    if shape is Shape.GOOGLE:
+        return _google_error(data) is not None
     if shape is Shape.ANTHROPIC:
         return isinstance(data, dict) and data.get("type") == "error" and isinstance(data.get("error"), dict)
     error = data.get("error") if isinstance(data, dict) else None

@@ -26,6 +26,8 @@ MODELS = ModelTable(DEFAULT_ALIASES, DEFAULT_PASSTHROUGH)
     ("headers", "key"),
     [
         ({b"x-api-key": b"abc"}, "abc"),
+        ({b"x-goog-api-key": b"abc"}, "abc"),  # google-genai in Vertex express mode
+        ({b"x-api-key": b"abc", b"x-goog-api-key": b"xyz"}, "abc"),
         ({b"authorization": b"Bearer abc"}, "abc"),
         ({b"authorization": b"bearer   abc "}, "abc"),
         ({b"authorization": b"Basic abc"}, None),

@@ -28,6 +28,15 @@ def test_already_shaped_errors_pass_unchanged() -> None:
     assert convert_upstream_error(Shape.ANTHROPIC, 529, anthropic) == anthropic
 
 
+def test_google_shape_passes_google_errors_and_renders_ours_as_google_does() -> None:
+    assert convert_upstream_error(Shape.GOOGLE, 429, orjson.dumps(GOOGLE_429)) == orjson.dumps(GOOGLE_429)
+    ours = orjson.loads(error_body(Shape.GOOGLE, 403, "may not use model 'opus'", "model_not_allowed"))["error"]
+    assert ours["code"] == 403 and ours["status"] == "PERMISSION_DENIED" and "opus" in ours["message"]
+    assert ours["details"][0]["reason"] == "model_not_allowed"
+    converted = orjson.loads(convert_upstream_error(Shape.GOOGLE, 502, b"<html>Bad Gateway</html>"))["error"]
+    assert converted["status"] == "UNAVAILABLE" and "Bad Gateway" in converted["message"]
+
+
 def test_non_json_upstream_errors_keep_a_snippet() -> None:
     error = orjson.loads(convert_upstream_error(Shape.OPENAI, 502, b"<html>Bad Gateway</html>"))["error"]
     assert "502" in error["message"] and "Bad Gateway" in error["message"]
