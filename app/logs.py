@@ -103,6 +103,25 @@ def parse_trace(headers: dict[bytes, bytes]) -> tuple[str | None, str | None, bo
     return None, None, False
 
 
+# A conversation's id, as clients send it: X-Proxy-Chat-Session (set by the caller, e.g. an SDK's default
+# headers) or Claude Code's own X-Claude-Code-Session-Id. Only the log sees it: upstream headers are built,
+# never copied.
+SESSION_HEADERS = (b"x-proxy-chat-session", b"x-claude-code-session-id")
+SESSION_MAX = 128
+_SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/+=-]")
+
+
+def session_of(headers: dict[bytes, bytes]) -> str | None:
+    """The request's conversation id, cut to SESSION_MAX and with anything but a safe set replaced by `_`."""
+    for name in SESSION_HEADERS:
+        value = headers.get(name)
+        if value:
+            text = value[:SESSION_MAX].decode("latin-1").strip()
+            if text:
+                return _SESSION_UNSAFE.sub("_", text)
+    return None
+
+
 def client_address(headers: dict[bytes, bytes], peer: str | None) -> str | None:
     """The address Google's front end saw: the last X-Forwarded-For entry, which it appends.
     Entries before it are whatever the client sent, so they are never taken as the caller's address."""
@@ -177,6 +196,9 @@ class RequestLog:
             entry["error"] = redact(self.error)
         if self.attempts > 1:
             entry["upstream_attempts"] = self.attempts
+        session = session_of(self.headers)
+        if session:
+            entry["session"] = session
         if self.upstream_api:
             entry["upstream_api"] = self.upstream_api
         if self.dropped_tools:

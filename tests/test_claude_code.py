@@ -368,3 +368,18 @@ def test_claude_code_with_its_defaults(
     entries = message_logs(gateway, logged)
     assert entries and all(e["httpRequest"]["status"] == 200 for e in entries)  # type: ignore[index]
     assert any(str(e["alias"]).startswith("claude-sonnet-") for e in entries)
+    # Claude Code names its session (X-Claude-Code-Session-Id): one conversation, one session on every line.
+    sessions = {e.get("session") for e in entries}
+    assert len(sessions) == 1 and None not in sessions, sessions
+
+
+def test_claude_code_names_its_session_as_the_docs_say(
+    claude_cli: Path, claude_home: Path, gateway: Gateway, fake_vertex: FakeVertex
+) -> None:
+    # docs/usage.md: ANTHROPIC_CUSTOM_HEADERS sets X-Proxy-Chat-Session, which wins over Claude Code's own id.
+    logged = len(gateway.request_logs())
+    env = {"ANTHROPIC_MODEL": "haiku", "ANTHROPIC_CUSTOM_HEADERS": "X-Proxy-Chat-Session: ticket-4711"}
+    done = run_claude(claude_cli, claude_home, gateway, {"ANTHROPIC_API_KEY": API_KEYS["full"]}, env=env)
+    assert_printed_fake_answer(done, gateway)
+    entries = message_logs(gateway, logged)
+    assert entries and {e.get("session") for e in entries} == {"ticket-4711"}

@@ -98,3 +98,30 @@ def test_lines_are_batched_per_loop_turn(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_client_address_is_what_the_front_end_saw(forwarded: bytes | None, expected: str) -> None:
     headers = {} if forwarded is None else {b"x-forwarded-for": forwarded}
     assert client_address(headers, "10.0.0.9") == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({b"x-proxy-chat-session": b"conv-42"}, "conv-42"),
+        (
+            {b"x-claude-code-session-id": b"9b1c3e9e-4a57-4d1b-9e44-2f3c8f0f6a11"},
+            "9b1c3e9e-4a57-4d1b-9e44-2f3c8f0f6a11",
+        ),
+        # The caller's own header wins over Claude Code's.
+        ({b"x-proxy-chat-session": b"mine", b"x-claude-code-session-id": b"cc"}, "mine"),
+        ({b"x-proxy-chat-session": b"  "}, None),
+        ({}, None),
+        # Sanitised: no quotes, spaces, control or non-ASCII characters reach a log field...
+        ({b"x-proxy-chat-session": b'a"b c\n\x00d\xff'}, "a_b_c__d_"),
+        # ... and bounded.
+        ({b"x-proxy-chat-session": b"x" * 10_000}, "x" * 128),
+    ],
+)
+def test_session_on_the_request_line(
+    monkeypatch: pytest.MonkeyPatch, headers: dict[bytes, bytes], expected: str | None
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    RequestLog("POST", "/v1/messages", headers, None).emit(None)
+    assert json.loads(out.getvalue()).get("session") == expected
