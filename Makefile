@@ -25,6 +25,10 @@ tests/node_claude/node_modules/.installed: tests/node_claude/package.json tests/
 	npm ci --prefix tests/node_claude --no-audit --no-fund --loglevel=error
 	touch $@
 
+tests/node_pi/node_modules/.installed: tests/node_pi/package.json tests/node_pi/package-lock.json
+	npm ci --prefix tests/node_pi --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The hashicorp/google provider schema for tests/test_infra.py, from the npm package pinned (version and
 # sha512) in the lock file; kept in the venv, so `make clean` drops it with everything else installed.
 $(VENV)/tf-schema/.installed: tests/tools/google-provider.lock.json tests/tools/tf_schema.py $(BIN)/.installed
@@ -32,7 +36,7 @@ $(VENV)/tf-schema/.installed: tests/tools/google-provider.lock.json tests/tools/
 	touch $@
 
 setup: $(BIN)/.installed .venv-checkov/.installed tests/node/node_modules/.installed tests/node_claude/node_modules/.installed \
-	$(VENV)/tf-schema/.installed
+	tests/node_pi/node_modules/.installed $(VENV)/tf-schema/.installed
 
 run: $(BIN)/.installed
 	scripts/dev-run
@@ -56,4 +60,4 @@ bench: $(BIN)/.installed
 	bash bench/run
 
 clean:
-	rm -rf $(VENV) .venv-checkov tests/node/node_modules tests/node_claude/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov tests/node/node_modules tests/node_claude/node_modules tests/node_pi/node_modules .pytest_cache .ruff_cache
