@@ -1,11 +1,14 @@
 """A/B the gateway's CPU cost per request across copies of the tree, in interleaved rounds.
 
 Usage: .venv/bin/python bench/compare.py NAME=DIR [NAME=DIR ...] [--rounds 5] [--seconds 4]
+       [--route passthrough|translated]
 Each DIR holds app/ and gunicorn.conf.py (a copy of the repo with one candidate change).
 All variants run at once on CPU 1 (idle ones cost nothing); each round drives each
 variant in turn with wrk, so drift and other work on the machine hit every variant
 alike. Reports, per variant and kind, the median and best CPU-ms per request and
 the best req/s: on a shared machine the best of several rounds is the least disturbed.
+--route translated drives `POST /v1/messages` on `flash` (Anthropic Messages translated to Gemini and
+back, issue 12; 20-chunk streams) instead of `POST /v1/chat/completions`.
 """
 
 from __future__ import annotations
@@ -31,13 +34,21 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=4)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--kinds", default="json,stream")
+    p.add_argument("--route", choices=("passthrough", "translated"), default="passthrough")
     args = p.parse_args()
+    path = "/v1/messages" if args.route == "translated" else "/v1/chat/completions"
     variants = [(v.split("=", 1)[0], Path(v.split("=", 1)[1]).resolve()) for v in args.variants]
     tmp = Path(tempfile.mkdtemp(prefix="gw-compare-"))
     bodies = {}
     for kind in args.kinds.split(","):
         bodies[kind] = tmp / f"{kind}.json"
-        bodies[kind].write_text(json.dumps({**bench.JSON_BODY, "stream": kind == "stream"}))
+        if args.route == "translated":
+            # The mock takes a Gemini stream's length from max_tokens: 20 chunks, as the chat stream.
+            messages = [{"role": "user", "content": "Say hello in one short sentence."}]
+            body = {"model": "flash", "max_tokens": 20 if kind == "stream" else 64, "messages": messages}
+        else:
+            body = dict(bench.JSON_BODY)
+        bodies[kind].write_text(json.dumps({**body, "stream": kind == "stream"}))
     mock_port = bench.free_port()
     mock = bench.spawn_mock(tmp, mock_port)
     servers: list[tuple[str, bench.Server]] = []
@@ -51,7 +62,7 @@ def main() -> int:
         for _name, server in servers:
             bench.wait_ready(server, "/healthz", timeout=30)
             for body in bodies.values():  # warm-up
-                bench.wrk(server.port, "/v1/chat/completions", body, bench.GATEWAY_KEY, bench.CPU_MOCK, 32, 1)
+                bench.wrk(server.port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, 32, 1)
         for i in range(args.rounds):
             # Rotate the order each round so no variant always runs first or last.
             order = servers[i % len(servers) :] + servers[: i % len(servers)]
@@ -60,7 +71,7 @@ def main() -> int:
                     pids = bench.tree(server.pid)
                     cpu0, busy0, t0 = bench.cpu_seconds(pids), bench.cpu_busy(bench.CPU_SERVER), time.perf_counter()
                     r = bench.wrk(
-                        server.port, "/v1/chat/completions", body, bench.GATEWAY_KEY, bench.CPU_MOCK,
+                        server.port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK,
                         args.connections, args.seconds,
                     )  # fmt: skip
                     cpu = bench.cpu_seconds(pids) - cpu0

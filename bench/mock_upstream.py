@@ -1,4 +1,4 @@
-"""A fast mock of Vertex AI's OpenAI-compatible endpoint and of the GCE metadata server.
+"""A fast mock of Vertex AI (OpenAI-compatible chat, Gemini's native API) and of the GCE metadata server.
 
 Raw asyncio protocol on uvloop with the httptools parser, so that the mock costs
 a few microseconds per request and is never the bottleneck of the benchmark.
@@ -9,6 +9,17 @@ a few microseconds per request and is never the bottleneck of the benchmark.
   (time.time_ns), so a client can measure what a proxy adds per chunk.
   Per-request knobs in the body (a pass-through gateway forwards them untouched):
   "mock_chunks" (int), "mock_interval_ms" (float, pacing between chunks).
+- POST .../publishers/google/models/M:generateContent: a GenerateContentResponse (JSON).
+- POST .../publishers/google/models/M:streamGenerateContent?alt=sse: Gemini's SSE stream, chunked
+  like Vertex: N events `data: {"candidates":[{"content":{"role":"model","parts":[{"text":"<ns>"}]}}],
+  "modelVersion":..,"createTime":..,"responseId":..}`, then one with `"finishReason":"STOP"` and the
+  whole `usageMetadata`; events end in CRLF CRLF as Vertex's do (`--gemini-lf`: LF LF). The text
+  part is the send time in ns, as in the chat chunks. A gateway that translates Anthropic Messages
+  to Gemini passes no unknown body field on, so the knobs ride in fields that survive translation:
+  `generationConfig.maxOutputTokens` (Anthropic `max_tokens`) = chunk count, and
+  `generationConfig.topK` (Anthropic `top_k`) = pacing between chunks in ms (absent or 0: unpaced,
+  the whole stream in one write, as the chat stream). No maxOutputTokens: --chunks chunks.
+  Without `alt=sse` (Vertex would send one JSON array) the mock answers 400.
 - GET /computeMetadata/v1/...: token, project id, service-account info, universe
   domain, and GET / (ping), all with `Metadata-Flavor: Google`, so google-auth
   works unchanged with GCE_METADATA_HOST / GCE_METADATA_IP pointed here.
@@ -34,6 +45,8 @@ STATS: dict[str, int] = {
     "json": 0,
     "streams": 0,
     "chunks": 0,
+    "gemini_json": 0,
+    "gemini_streams": 0,
     "metadata": 0,
     "no_auth": 0,
 }
@@ -78,6 +91,31 @@ _LAST = (
     b'"total_tokens":32}}\n\ndata: [DONE]\n\n'
 )
 _LAST_FRAME = b"%x\r\n%s\r\n0\r\n\r\n" % (len(_LAST), _LAST)
+
+# Gemini's native API: the envelope every GenerateContentResponse carries.
+_GEMINI_ENVELOPE = (
+    b'"modelVersion":"gemini-2.5-flash","createTime":"2026-01-01T00:00:00.000000Z",'
+    b'"responseId":"bW9jay1yZXNwb25zZS1pZA"}'
+)
+_GEMINI_USAGE = (
+    b'"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":%d,"totalTokenCount":%d,'
+    b'"trafficType":"ON_DEMAND","promptTokensDetails":[{"modality":"TEXT","tokenCount":12}],'
+    b'"candidatesTokensDetails":[{"modality":"TEXT","tokenCount":%d}]},'
+)
+_GEMINI_ANSWER = (
+    b'{"candidates":[{"content":{"role":"model","parts":[{"text":'
+    b'"Hello! This is a canned answer from the benchmark mock upstream."}]},"finishReason":"STOP",'
+    b'"avgLogprobs":-0.1}],' + _GEMINI_USAGE % (14, 26, 14) + _GEMINI_ENVELOPE
+)
+_GEMINI_JSON_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\ncontent-length: "
+    + str(len(_GEMINI_ANSWER)).encode()
+    + b"\r\n\r\n"
+    + _GEMINI_ANSWER
+)
+_GEMINI_A = b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"'
+_GEMINI_B = b'"}]}}],' + _GEMINI_ENVELOPE
+GEMINI_EOL = b"\r\n\r\n"  # --gemini-lf: b"\n\n"
 
 
 def _meta_response(status: bytes, body: bytes, ctype: bytes) -> bytes:
@@ -168,8 +206,11 @@ class MockProtocol(asyncio.Protocol):
         self.keep = self.parser.should_keep_alive()
         url = self.url
         method = self.parser.get_method()
-        if method == b"POST" and url.split(b"?", 1)[0].endswith(b"/chat/completions"):
+        path = url.split(b"?", 1)[0]
+        if method == b"POST" and path.endswith(b"/chat/completions"):
             self._chat(b"".join(self.body))
+        elif method == b"POST" and path.endswith((b":streamGenerateContent", b":generateContent")):
+            self._gemini(b"".join(self.body), path.endswith(b":generateContent"), b"alt=sse" in url)
         elif url.startswith(b"/computeMetadata") or url == b"/":
             self._write(_metadata(url.decode("latin-1")))
         elif url == b"/__stats":
@@ -205,30 +246,56 @@ class MockProtocol(asyncio.Protocol):
         STATS["streams"] += 1
         chunks = int(req.get("mock_chunks", DEFAULT_CHUNKS))
         interval = float(req.get("mock_interval_ms", 0)) / 1000.0
+        self._stream(_frame, _LAST_FRAME, chunks, interval)
+
+    def _gemini(self, raw: bytes, whole: bool, sse: bool) -> None:
+        if not self.auth:
+            STATS["no_auth"] += 1
+        try:
+            req = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            self._write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            return
+        if whole:
+            STATS["gemini_json"] += 1
+            self._write(_GEMINI_JSON_RESPONSE)
+            return
+        if not sse:
+            self._write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            return
+        STATS["gemini_streams"] += 1
+        config = req.get("generationConfig") if isinstance(req, dict) else None
+        config = config if isinstance(config, dict) else {}
+        chunks = min(int(config.get("maxOutputTokens") or DEFAULT_CHUNKS), MAX_CHUNKS)
+        interval = float(config.get("topK") or 0) / 1000.0
+        self._stream(_gemini_frame, _gemini_last_frame(chunks), chunks, interval)
+
+    def _stream(self, frame: Any, last: bytes, chunks: int, interval: float) -> None:
+        """Headers, `chunks` frames from `frame()`, then `last` (which ends the chunked body)."""
         if self.transport is None:
             return
         if interval <= 0:
             # Unpaced: the whole stream in one write, stamped now.
-            self.transport.write(_SSE_HEAD + b"".join(_frame() for _ in range(chunks)) + _LAST_FRAME)
+            self.transport.write(_SSE_HEAD + b"".join(frame() for _ in range(chunks)) + last)
             STATS["chunks"] += chunks
             if not self.keep:
                 self.transport.close()
             return
         self.transport.write(_SSE_HEAD)
         self.streaming = True
-        self.loop.call_later(interval, self._tick, chunks, interval)
+        self.loop.call_later(interval, self._tick, chunks, interval, frame, last)
 
-    def _tick(self, left: int, interval: float) -> None:
+    def _tick(self, left: int, interval: float, frame: Any, last: bytes) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             self.streaming = False
             return
         if left > 0:
-            transport.write(_frame())
+            transport.write(frame())
             STATS["chunks"] += 1
-            self.loop.call_later(interval, self._tick, left - 1, interval)
+            self.loop.call_later(interval, self._tick, left - 1, interval, frame, last)
             return
-        transport.write(_LAST_FRAME)
+        transport.write(last)
         self.streaming = False
         if not self.keep:
             transport.close()
@@ -239,7 +306,32 @@ def _frame() -> bytes:
     return b"%x\r\n%s\r\n" % (len(event), event)
 
 
+def _gemini_frame() -> bytes:
+    event = _GEMINI_A + str(time.time_ns()).encode() + _GEMINI_B + GEMINI_EOL
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+_GEMINI_LAST: dict[int, bytes] = {}
+
+
+def _gemini_last_frame(chunks: int) -> bytes:
+    """The finishReason event with usage for `chunks` tokens, and the chunked body's end (cached per count)."""
+    frame = _GEMINI_LAST.get(chunks)
+    if frame is None:
+        event = (
+            b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":""}]},"finishReason":"STOP"}],'
+            + _GEMINI_USAGE % (chunks, 12 + chunks, chunks)
+            + _GEMINI_ENVELOPE
+            + GEMINI_EOL
+        )
+        frame = b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event)
+        if len(_GEMINI_LAST) < 1024:
+            _GEMINI_LAST[chunks] = frame
+    return frame
+
+
 DEFAULT_CHUNKS = 20
+MAX_CHUNKS = 100_000  # a bound on one stream, whatever maxOutputTokens says
 
 
 async def serve(host: str, port: int) -> None:
@@ -251,13 +343,16 @@ async def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    global DEFAULT_CHUNKS
+    global DEFAULT_CHUNKS, GEMINI_EOL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18081)
     parser.add_argument("--chunks", type=int, default=20, help="default SSE chunks per stream")
+    parser.add_argument("--gemini-lf", action="store_true", help='end Gemini events in "\\n\\n", not "\\r\\n\\r\\n"')
     args = parser.parse_args()
     DEFAULT_CHUNKS = args.chunks
+    if args.gemini_lf:
+        GEMINI_EOL = b"\n\n"
     uvloop.run(serve(args.host, args.port))
 
 

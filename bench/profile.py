@@ -1,6 +1,9 @@
 """Profile the gateway's worker under wrk load with py-spy (sampling, no code change).
 
-Usage: .venv/bin/python bench/profile.py [--kind json|stream] [--seconds 15] [--py-spy PATH]
+Usage: .venv/bin/python bench/profile.py [--kind json|stream] [--route passthrough|translated] [--seconds 15]
+       [--py-spy PATH]
+--route translated drives `POST /v1/messages` on `flash` (Anthropic Messages translated to Gemini and
+back, issue 12) instead of `POST /v1/chat/completions`.
 Writes collapsed stacks (and a flame graph SVG) to bench/profiles/ and prints the
 functions with the most own and total samples. py-spy is not a project dependency:
 `pip install py-spy` into any virtualenv and pass --py-spy, or have it on PATH.
@@ -51,6 +54,7 @@ def summarize(collapsed: Path, top: int) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kind", choices=("json", "stream"), default="json")
+    p.add_argument("--route", choices=("passthrough", "translated"), default="passthrough")
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
@@ -63,7 +67,13 @@ def main() -> int:
     out_dir.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gw-profile-"))
     body = tmp / "body.json"
-    body.write_text(json.dumps({**bench.JSON_BODY, "stream": args.kind == "stream"}))
+    if args.route == "translated":
+        # 20 chunks, as the chat stream: the mock takes a Gemini stream's length from max_tokens.
+        messages = {"model": "flash", "max_tokens": 20 if args.kind == "stream" else 64, "messages": [
+            {"role": "user", "content": "Say hello in one short sentence."}]}  # fmt: skip
+        body.write_text(json.dumps({**messages, "stream": args.kind == "stream"}))
+    else:
+        body.write_text(json.dumps({**bench.JSON_BODY, "stream": args.kind == "stream"}))
     mock_port, gw_port = bench.free_port(), bench.free_port()
     mock = bench.spawn_mock(tmp, mock_port)
     try:
@@ -71,10 +81,11 @@ def main() -> int:
         with bench.running(bench.start_gateway(tmp, gw_port, mock_port)) as gw:
             bench.wait_ready(gw, "/healthz", timeout=30)
             worker = gw.worker()
-            path = "/v1/chat/completions"
+            path = "/v1/messages" if args.route == "translated" else "/v1/chat/completions"
             bench.wrk(gw_port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, args.connections, 2)
-            raw = out_dir / f"{args.kind}.collapsed.txt"
-            svg = out_dir / f"{args.kind}.svg"
+            name = args.kind if args.route == "passthrough" else f"{args.route}-{args.kind}"
+            raw = out_dir / f"{name}.collapsed.txt"
+            svg = out_dir / f"{name}.svg"
             result: dict[str, object] = {}
 
             def load() -> None:

@@ -2,9 +2,21 @@
 
 Two uses, both bounded in count and time, talking only to 127.0.0.1:
 - per-chunk delay: each chunk from the mock carries its send time (time.time_ns) as
-  its delta content; arrival minus stamp, via the gateway and direct, tells what the
-  gateway adds per chunk.
+  its text; arrival minus stamp, via the gateway and direct, tells what the gateway
+  adds per chunk.
 - soak: many concurrent paced streams; counts complete streams, chunks and errors.
+
+Three wire APIs (--api), each with its own body, auth header, chunk and end-of-stream marks:
+- chat: OpenAI chat completions (the gateway's /v1/chat/completions, or the mock's Vertex
+  chat URL); stamp in `"content":"<ns>"`; a chunk is a `data:` event (N chunks and the usage
+  event, so N+1), the end is `data: [DONE]`.
+- messages: Anthropic Messages (/v1/messages, `x-api-key`); stamp in a `text_delta`'s
+  `"text":"<ns>"`; a chunk is a text_delta event (N), the end is `message_stop`. The mock's
+  knobs ride in `max_tokens` (chunks) and `top_k` (interval ms), which the gateway translates
+  into Gemini's generationConfig (see mock_upstream.py).
+- gemini: Gemini's native streamGenerateContent?alt=sse, straight to the mock (the direct
+  baseline of a translated stream); stamp in `"text":"<ns>"`; a chunk is a `data:` event (N and
+  the finishReason event, so N+1), the end is the event with `"finishReason"`.
 
 Run as a module for a JSON result on stdout (see --help); bench.py drives it.
 """
@@ -24,7 +36,68 @@ import httptools
 import orjson
 import uvloop
 
-_STAMP = re.compile(rb'"content":\s*"(\d{16,20})"')
+_STAMP = re.compile(rb'"(?:content|text)":\s*"(\d{16,20})"')
+# Events end at a blank line: LF LF, or CRLF CRLF as Gemini on Vertex writes them.
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+MODEL = "flash"
+PROMPT = "Stream a short answer."
+GEMINI_PATH = (
+    "/v1/projects/bench-project/locations/global/publishers/google/models/gemini-2.5-flash"
+    ":streamGenerateContent?alt=sse"
+)
+
+
+@dataclass(frozen=True)
+class Api:
+    name: str
+    path: str  # default request path
+    chunk_mark: bytes  # in count-only mode: one occurrence per counted chunk
+    done_mark: bytes  # the stream's last event carries it
+    stamp_at: bytes  # where a stamp starts, for count-only mode's one sample per read
+    extra_chunks: int  # counted chunks beyond the N stamped ones
+
+    def is_chunk(self, event: bytes) -> bool:
+        if self.name == "messages":
+            return event.startswith(b"event: content_block_delta") and b'"text_delta"' in event
+        return event.startswith(b"data:") and not event.startswith(b"data: [DONE]")
+
+    def is_done(self, event: bytes) -> bool:
+        if self.name == "messages":
+            return event.startswith(b"event: message_stop")
+        return self.done_mark in event
+
+
+APIS = {
+    "chat": Api("chat", "/v1/chat/completions", b"data: ", b"data: [DONE]", b'"content":"', 1),
+    "messages": Api("messages", "/v1/messages", b'"text_delta"', b"event: message_stop", b'"text":"', 0),
+    "gemini": Api("gemini", GEMINI_PATH, b"data: ", b'"finishReason"', b'"text":"', 1),
+}
+
+
+def request_body(api: str, chunks: int, interval_ms: float) -> dict[str, Any]:
+    """The stream request of each API, with the mock's knobs where they survive the gateway."""
+    if api == "messages":
+        body: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": chunks,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+        }
+        if interval_ms > 0:
+            body["top_k"] = interval_ms
+        return body
+    if api == "gemini":
+        config: dict[str, Any] = {"maxOutputTokens": chunks}
+        if interval_ms > 0:
+            config["topK"] = interval_ms
+        return {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}], "generationConfig": config}
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "mock_chunks": chunks,
+        "mock_interval_ms": interval_ms,
+    }
 
 
 @dataclass
@@ -38,10 +111,16 @@ class StreamResult:
 
 class _StreamProtocol(asyncio.Protocol):
     def __init__(
-        self, request: bytes, result: StreamResult, finished: asyncio.Future[None], count_only: bool = False
+        self,
+        request: bytes,
+        result: StreamResult,
+        finished: asyncio.Future[None],
+        count_only: bool = False,
+        api: Api = APIS["chat"],
     ) -> None:
         self.request = request
         self.count_only = count_only
+        self.api = api
         self.result = result
         self.finished = finished
         self.parser = httptools.HttpResponseParser(self)
@@ -69,36 +148,36 @@ class _StreamProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         result = self.result
+        api = self.api
         if self.count_only:
             # Soak mode: no per-event work, so a thousand streams cost the client little.
-            # An event ends at a blank line; one may straddle two reads.
-            ends = body.count(b"\n\n")
-            if self.buf.endswith(b"\n") and body.startswith(b"\n"):
-                ends += 1
-            result.chunks += ends
-            tail = (self.buf + body)[-64:]
-            if b"data: [DONE]" in tail:
+            # A mark may straddle two reads: count in the last read's tail + this one, minus the tail's own.
+            window = self.buf + body
+            result.chunks += window.count(api.chunk_mark) - self.buf.count(api.chunk_mark)
+            if api.done_mark in window:
                 result.done = True
-            self.buf = tail
-            last = body.rfind(b'"content":"')
+            self.buf = window[-64:]
+            last = body.rfind(api.stamp_at)
             if last >= 0:
                 match = _STAMP.match(body, last)
                 if match:
                     result.delays_us.append((self.now - int(match.group(1))) / 1000.0)
             return
         self.buf += body
-        *events, self.buf = self.buf.split(b"\n\n")
+        *events, self.buf = _EVENT_END.split(self.buf)
         for event in events:
-            if event.startswith(b"data: [DONE]"):
+            if api.is_done(event):
                 result.done = True
-            elif event.startswith(b"data:"):
+            if api.is_chunk(event):
                 result.chunks += 1
                 match = _STAMP.search(event)
                 if match:
                     result.delays_us.append((self.now - int(match.group(1))) / 1000.0)
+            elif event.startswith(b"event: error"):
+                result.error = result.error or event.decode("utf-8", "replace")[:300]
 
     def on_message_complete(self) -> None:
-        if self.count_only and self.result.done:
+        if self.count_only and self.result.done and self.api.name == "chat":
             self.result.chunks -= 1  # the [DONE] event is not a chunk
         self._finish("")
         self.transport.close()
@@ -110,24 +189,29 @@ class _StreamProtocol(asyncio.Protocol):
             self.finished.set_result(None)
 
 
-def build_request(port: int, path: str, body: dict[str, Any], key: str) -> bytes:
+def build_request(port: int, path: str, body: dict[str, Any], key: str, api: str = "chat") -> bytes:
     payload = orjson.dumps(body)
+    auth = f"x-api-key: {key}\r\nanthropic-version: 2023-06-01" if api == "messages" else f"authorization: Bearer {key}"
     head = (
         f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"content-type: application/json\r\nauthorization: Bearer {key}\r\n"
+        f"content-type: application/json\r\n{auth}\r\n"
         f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + payload
 
 
-async def one_stream(port: int, request: bytes, limit_s: float, count_only: bool = False) -> StreamResult:
+async def one_stream(
+    port: int, request: bytes, limit_s: float, count_only: bool = False, api: Api = APIS["chat"]
+) -> StreamResult:
     loop = asyncio.get_running_loop()
     result = StreamResult()
     finished: asyncio.Future[None] = loop.create_future()
     transport = None
     try:
         transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: _StreamProtocol(request, result, finished, count_only), "127.0.0.1", port),
+            loop.create_connection(
+                lambda: _StreamProtocol(request, result, finished, count_only, api), "127.0.0.1", port
+            ),
             limit_s,
         )
         await asyncio.wait_for(finished, limit_s)
@@ -149,31 +233,31 @@ async def run_streams(
     limit_s: float,
     ramp_s: float,
     count_only: bool = False,
+    api: str = "chat",
 ) -> dict[str, Any]:
-    body = {
-        "model": "flash",
-        "messages": [{"role": "user", "content": "Stream a short answer."}],
-        "stream": True,
-        "mock_chunks": chunks,
-        "mock_interval_ms": interval_ms,
-    }
-    request = build_request(port, path, body, key)
+    spec = APIS[api]
+    request = build_request(port, path or spec.path, request_body(api, chunks, interval_ms), key, api)
+    expected = chunks + spec.extra_chunks
 
     async def delayed(i: int) -> StreamResult:
         # Spread connection setup over ramp_s so the listen backlog is not the test.
         if ramp_s > 0:
             await asyncio.sleep(ramp_s * i / streams)
-        return await one_stream(port, request, limit_s, count_only)
+        return await one_stream(port, request, limit_s, count_only, spec)
+
+    def complete(r: StreamResult) -> bool:
+        return not r.error and r.status == 200 and r.done and r.chunks == expected
 
     started = time.perf_counter()
     results = await asyncio.gather(*(delayed(i) for i in range(streams)))
     elapsed = time.perf_counter() - started
     delays = sorted(d for r in results for d in r.delays_us)
-    errors = [r for r in results if r.error or r.status != 200 or not r.done or r.chunks != chunks + 1]
+    errors = [r for r in results if not complete(r)]
     return {
+        "api": api,
         "streams": streams,
         "elapsed_s": round(elapsed, 3),
-        "complete": sum(1 for r in results if r.status == 200 and r.done and r.chunks == chunks + 1),
+        "complete": sum(1 for r in results if complete(r)),
         "errors": len(errors),
         "error_samples": sorted({f"{r.status} {r.error} chunks={r.chunks}" for r in errors})[:5],
         "chunks": sum(r.chunks for r in results),
@@ -191,7 +275,8 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/v1/chat/completions")
+    parser.add_argument("--api", choices=sorted(APIS), default="chat", help="wire API (see the module docstring)")
+    parser.add_argument("--path", default="", help="request path (default: the API's own)")
     parser.add_argument("--key", default="")
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--chunks", type=int, default=20)
@@ -214,6 +299,7 @@ def main() -> None:
             args.timeout,
             args.ramp,
             args.count_only,
+            args.api,
         )
     )
     delays = out["delays_us"]
