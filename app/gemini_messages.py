@@ -403,6 +403,7 @@ class MessagesAnswer:
         self._saw_call = False
         self._finish: Any = None
         self._blocked = False
+        self._text_head = b""
 
     # -- whole --------------------------------------------------------------------------------
 
@@ -470,7 +471,7 @@ class MessagesAnswer:
     # -- stream -------------------------------------------------------------------------------
 
     def chunk(self, data: bytes) -> bytes:
-        buffer = self._buffer + data
+        buffer = self._buffer + data if self._buffer else data
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         end = buffer.rfind(b"\n\n")
@@ -478,33 +479,44 @@ class MessagesAnswer:
             self._buffer = buffer
             return b""
         self._buffer = buffer[end + 2 :]
-        out = bytearray()
+        out: list[bytes] = []
         for event in buffer[:end].split(b"\n\n"):
+            if event.startswith(b"data:") and b"\n" not in event:
+                self._on_response(event[5:], out)
+                continue
             for line in event.split(b"\n"):
                 if line.startswith(b"data:"):
-                    out += self._on_response(line[5:])
-        return bytes(out)
+                    self._on_response(line[5:], out)
+        return b"".join(out)
 
-    def _on_response(self, data: bytes) -> bytes:
+    def _on_response(self, data: bytes, out: list[bytes]) -> None:
         try:
             response = orjson.loads(data)
         except orjson.JSONDecodeError:
             logger.warning("skipped a stream event from Vertex that is not JSON: %.200r", data)
-            return b""
+            return
         if not isinstance(response, dict):
-            return b""
-        out = bytearray(self._start(response))
+            return
+        if not self._started:
+            out.append(self._start(response))
         candidate = _candidate(response)
         for part in _parts(candidate):
-            out += self._on_part(part)
-        if candidate.get("finishReason"):
-            self._finish = candidate["finishReason"]
-        feedback = response.get("promptFeedback")
-        if isinstance(feedback, dict) and feedback.get("blockReason"):
-            self._blocked = True
+            text = part.get("text")
+            # The common case: more text for the text block already open.
+            if self._open == "text" and type(text) is str and len(part) == 1:
+                if text:
+                    out.append(self._text_head + orjson.dumps(text) + b"}}\n\n")
+                continue
+            out.append(self._on_part(part))
+        finish = candidate.get("finishReason")
+        if finish:
+            self._finish = finish
+        if "promptFeedback" in response:
+            feedback = response["promptFeedback"]
+            if isinstance(feedback, dict) and feedback.get("blockReason"):
+                self._blocked = True
         if response.get("usageMetadata"):
             self.usage = _usage(response["usageMetadata"])
-        return bytes(out)
 
     def _start(self, response: dict[str, Any]) -> bytes:
         if self._started:
@@ -518,6 +530,10 @@ class MessagesAnswer:
         out = self._close_block()
         self._index += 1
         self._open = kind
+        self._text_head = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+            b'"delta":{"type":"text_delta","text":' % self._index
+        )
         return out + _event(
             "content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}
         )

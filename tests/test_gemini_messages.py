@@ -674,3 +674,27 @@ def assemble(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for index, text in json_parts.items():
         blocks[index]["input"] = orjson.loads(text)
     return blocks
+
+
+def test_text_fast_path_writes_the_bytes_the_general_path_writes() -> None:
+    """Text deltas for an open text block skip the dict-and-dumps path; the bytes must not differ."""
+    from app.gemini_messages import _event
+
+    parts = [
+        {"text": "a"},
+        {"text": 'quote " and \\ and \u00e9 and \U0001f600'},
+        {"text": ""},
+        {"text": "t", "thought": True, "thoughtSignature": "c2ln"},
+        {"text": "b"},
+        CALL,
+        {"text": "c", "thoughtSignature": "c2ln"},
+        {"text": "d"},
+    ]
+    translator = MessagesAnswer("flash")
+    out = translator.chunk(stream_of(gemini(parts))) + translator.end()
+    deltas = [e for e in out.split(b"\n\n") if e.startswith(b"event: content_block_delta")]
+    for event in deltas:
+        data = orjson.loads(event.split(b"\ndata: ", 1)[1])
+        assert event + b"\n\n" == _event("content_block_delta", data)
+    texts = [orjson.loads(e.split(b"\ndata: ", 1)[1])["delta"].get("text") for e in deltas]
+    assert [t for t in texts if t is not None] == ["a", parts[1]["text"], "b", "c", "d"]
