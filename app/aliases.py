@@ -49,6 +49,12 @@ class Model:
     def name(self) -> str:
         return self.vertex_id.split("/", 1)[1]
 
+    @property
+    def kind(self) -> str:
+        """Vertex's embedding models (gemini-embedding-*, text-embedding-*, text-multilingual-embedding-*), which
+        turn text into vectors, are "embedding"; the rest are "generative"."""
+        return "embedding" if self.publisher == "google" and "embedding" in self.name else "generative"
+
 
 def _glob(patterns: Iterable[str]) -> re.Pattern[str] | None:
     """One regex for a set of fnmatch patterns (case-sensitive, as fnmatch.fnmatchcase), or None for none."""

@@ -1,4 +1,4 @@
-"""The client APIs the gateway speaks to callers, and which one serves each publisher's models.
+"""The client APIs the gateway speaks to callers, and which ones serve each publisher's models of each kind.
 
 A client API is what the caller speaks: its error shape and the route its models are called on. What
 Vertex is called with (the upstream API) is chosen per route and per model publisher in the route
@@ -21,16 +21,24 @@ class ClientApi:
 
 OPENAI_CHAT = ClientApi("chat.completions", Shape.OPENAI, "/v1/chat/completions", "an OpenAI-compatible client")
 ANTHROPIC_MESSAGES = ClientApi("messages", Shape.ANTHROPIC, "/v1/messages", "the anthropic SDK or Claude Code")
+OPENAI_EMBEDDINGS = ClientApi(
+    "embeddings", Shape.OPENAI, "/v1/embeddings", "an OpenAI-compatible client's embeddings.create"
+)
 
-# The client APIs each publisher's models are served on, the native one first: Gemini is also served on
-# Messages, through a translator (gemini_messages), for Claude Code and the anthropic SDK.
-_BY_PUBLISHER = {"google": (OPENAI_CHAT, ANTHROPIC_MESSAGES), "anthropic": (ANTHROPIC_MESSAGES,)}
+# The client APIs each publisher's models of each kind (Model.kind) are served on, the native one first:
+# Gemini is also served on Messages, through a translator (gemini_messages), for Claude Code and the
+# anthropic SDK; embedding models only on /v1/embeddings.
+_SERVED = {
+    ("google", "generative"): (OPENAI_CHAT, ANTHROPIC_MESSAGES),
+    ("anthropic", "generative"): (ANTHROPIC_MESSAGES,),
+    ("google", "embedding"): (OPENAI_EMBEDDINGS,),
+}
 
 
 def client_api_of(model: Model) -> ClientApi:
     """The API a model is native to, where a caller on the wrong route is sent."""
-    return _BY_PUBLISHER[model.publisher][0]
+    return _SERVED[model.publisher, model.kind][0]
 
 
 def client_apis_of(model: Model) -> tuple[ClientApi, ...]:
-    return _BY_PUBLISHER[model.publisher]
+    return _SERVED[model.publisher, model.kind]

@@ -18,6 +18,7 @@ DEFAULT_ALIASES: dict[str, str] = {
     "sonnet": "anthropic/claude-sonnet-4-6",
     "opus": "anthropic/claude-opus-4-6",
     "haiku": "anthropic/claude-haiku-4-5@20251001",
+    "embed": "google/gemini-embedding-001",
 }
 EXAMPLE_ALIASES = '{"flash": "google/gemini-2.5-flash"}'
 # Alias -> the variable that overrides just that alias's Vertex id.

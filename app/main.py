@@ -18,6 +18,7 @@ from app.anthropic_api import ClaudeCountTokens, ClaudeMessages, GeminiCountToke
 from app.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from app.asgi import header_map
 from app.config import ConfigError, Settings, load_settings
+from app.embeddings_api import Embeddings
 from app.errors import INTERNAL_ERROR, GatewayError
 from app.gateway import Gateway
 from app.logs import RequestLog, setup_logging
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
             ModelRoute(gateway, ANTHROPIC_MESSAGES, {"anthropic": ClaudeCountTokens(), "google": GeminiCountTokens()}),
             methods=["POST"],
         ),
+        Route("/v1/embeddings", Embeddings(gateway), methods=["POST"]),
     ]
     routes = [
         Route("/", pages.splash, methods=["GET"]),

@@ -45,7 +45,7 @@ def base_url(request: Request) -> str:
 
 
 def _values(models: ModelTable, url: str, refresh_seconds: float) -> dict[str, str]:
-    gemini = [m.alias for m in models.models if m.publisher == "google"] or ["flash"]
+    gemini = [m.alias for m in models.models if m.publisher == "google" and m.kind == "generative"] or ["flash"]
     claude = [m.alias for m in models.models if m.publisher == "anthropic"] or ["sonnet"]
     rows = "\n".join(
         f"<tr><td><code>{html.escape(m.alias)}</code></td><td><code>{html.escape(m.vertex_id)}</code></td>"

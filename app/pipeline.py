@@ -123,10 +123,18 @@ class Endpoint:
 class ModelRoute(Endpoint):
     """A route that calls a model: the client API it speaks, and the upstream API per model publisher."""
 
+    # Whether fields of the caller's body reach Vertex as sent, so references to project resources in them are
+    # refused. A route that builds Vertex's body only from fields it has read and checked sets False.
+    forwards_body = True
+
     def __init__(self, gateway: Gateway, client_api: ClientApi, upstreams: Mapping[str, UpstreamApi]) -> None:
         super().__init__(gateway)
         self.client_api = client_api
         self.upstreams = upstreams
+
+    def serves(self, model: Model) -> bool:
+        """Whether this route calls `model`; a caller naming another is sent to the route that does."""
+        return model.publisher in self.upstreams and model.kind == "generative"
 
     async def handle(self, call: Call) -> None:
         model, request = await self.model_request(call)
@@ -147,7 +155,7 @@ class ModelRoute(Endpoint):
         request = parse_object(body)
         model = self.gateway.models.resolve(request.get("model"))
         call.line.alias, call.line.vertex_model = model.alias, model.vertex_id
-        if model.publisher not in self.upstreams:
+        if not self.serves(model):
             served = client_api_of(model)
             raise GatewayError(
                 400,
@@ -157,7 +165,7 @@ class ModelRoute(Endpoint):
                 code="wrong_endpoint",
             )
         authorize(record, model)
-        if not record.allow_resources and might_reference(body):
+        if self.forwards_body and not record.allow_resources and might_reference(body):
             refuse_resources(record, request)
         return model, request
 

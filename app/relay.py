@@ -112,19 +112,32 @@ async def _translate_stream(response: UpstreamResponse, answer: Translator, out:
 async def _relay_error(
     response: UpstreamResponse, target: UpstreamCall, shape: Shape, out: Responder, line: RequestLog
 ) -> None:
+    status, headers, converted, logged = await error_answer(response, target, shape)
+    line.status, line.error = status, logged
+    await _send_whole(out, status, headers, converted, line)
+
+
+async def error_answer(
+    response: UpstreamResponse, target: UpstreamCall, shape: Shape
+) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
+    """Vertex's error answer (status >= 400) in the caller's shape: status, headers, body, and what the request
+    line records as the error."""
     body = await _read_or_fail(response.read(MAX_ERROR_BODY))
-    line.error = body[:500].decode("utf-8", "replace")
     # A 401 that survived a token refresh is the gateway's credential problem, not the
     # caller's: passing it on would make SDKs blame the caller's (valid) key.
     status = 502 if response.status == 401 else response.status
-    line.status = status
     retry_after = response.headers.get("Retry-After")
     extra = [(b"retry-after", retry_after.encode("latin-1"))] if retry_after else []
     if response.status == 404 and target.not_found:
         converted = render(shape, GatewayError(404, target.not_found, param="model", code="model_not_found"))[2]
     else:
         converted = convert_upstream_error(shape, response.status, body, status)
-    await _send_whole(out, status, JSON_HEADERS + extra, converted, line)
+    return status, JSON_HEADERS + extra, converted, body[:500].decode("utf-8", "replace")
+
+
+async def read_answer(response: UpstreamResponse) -> bytes:
+    """A whole (non-stream) answer, bounded in size; a failure to read it is a clean error (nothing was sent)."""
+    return await _read_or_fail(response.read_whole(MAX_WHOLE_BODY))
 
 
 async def _send_whole(

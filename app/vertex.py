@@ -191,6 +191,10 @@ class VertexUrls:
     def count_gemini_tokens(self, model: Model) -> str:
         return f"{self._publishers}/{model.publisher}/models/{model.name}:countTokens"
 
+    def model_method(self, model: Model, method: str) -> str:
+        """A publisher model's method, such as an embedding model's `predict` or `embedContent`."""
+        return f"{self._publishers}/{model.publisher}/models/{model.name}:{method}"
+
 
 def make_client(settings: Settings) -> UpstreamClient:
     # Our own keep-alive HTTP/1.1 client: half aiohttp's CPU per request (SPEC.md, bench/RESULTS.md).

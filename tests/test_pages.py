@@ -73,7 +73,7 @@ def test_health_is_503_without_keys_and_200_with_them(path: str) -> None:
     assert up.status_code == 200
     assert up.json() == {
         "ok": True,
-        "models": ["flash", "pro-preview", "sonnet", "opus", "haiku"],
+        "models": ["flash", "pro-preview", "sonnet", "opus", "haiku", "embed"],
         "keys": 1,
         # Reported, never a reason to fail readiness (a metadata hiccup must not take a revision down).
         "upstream_credentials": "failing",

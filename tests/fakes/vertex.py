@@ -8,6 +8,7 @@ Routes (v1 and v1beta1, under /projects/{p}/locations/{l}), recorded as `Recorde
     gemini_count_tokens  /publishers/google/models/{m}:countTokens
     claude               /publishers/anthropic/models/{m}:rawPredict, :streamRawPredict
     count_tokens         /publishers/anthropic/models/count-tokens:rawPredict
+    embed                /publishers/google/models/{m}:predict, :embedContent (tests/fakes/vertex_embed.py)
 
 It refuses what Vertex refuses: models the project cannot see (`gemini_models`, `claude_models`), native
 bodies protobuf cannot parse or Gemini would not take (tests/fakes/vertex_gemini.py), and on Gemini 3
@@ -64,6 +65,8 @@ from tests.fakes.vertex_chat import (
     signature_bytes,
 )
 from tests.fakes.vertex_claude import _last_user_text, body_problem, count_tokens, plan_message
+from tests.fakes.vertex_embed import EMBED_PATH
+from tests.fakes.vertex_embed import answer as embedding_answer
 from tests.fakes.vertex_gemini import (
     DEFAULT_GEMINI_MODELS,
     check_signatures,
@@ -323,12 +326,15 @@ class FakeVertex(BackgroundServer):
         chat = CHAT_PATH.match(rec.raw_path)
         claude = CLAUDE_PATH.match(rec.raw_path)
         gemini = GEMINI_PATH.match(rec.raw_path)
+        embed = EMBED_PATH.match(rec.raw_path)
         if chat:
             rec.route = "chat"
         elif claude:
             rec.route = "count_tokens" if claude["model"] == "count-tokens" else "claude"
         elif gemini:
             rec.route = "gemini_count_tokens" if gemini["verb"] == "countTokens" else "gemini"
+        elif embed:
+            rec.route = "embed"
 
         if controls.get("reset"):
             await self._abort(request)
@@ -341,6 +347,9 @@ class FakeVertex(BackgroundServer):
             return await self._chat(request, rec, body, controls)
         if gemini:
             return await self._gemini(request, rec, gemini, body, controls)
+        if embed:
+            status, answer = embedding_answer(embed, body)
+            return web.json_response(answer, status=status)
         if claude and rec.route == "count_tokens" and claude["verb"] == "rawPredict":
             if claude["location"] not in COUNT_TOKENS_LOCATIONS:
                 # As Vertex does: count-tokens exists in some regions only, never at `global`.
