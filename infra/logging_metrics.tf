@@ -42,7 +42,7 @@ resource "google_logging_metric" "requests" {
     key_id       = "EXTRACT(jsonPayload.key_id)"
     alias        = "EXTRACT(jsonPayload.alias)"
     status_class = "REGEXP_EXTRACT(httpRequest.status, \"^([1-5])[0-9][0-9]$\")"
-    route        = "REGEXP_EXTRACT(httpRequest.requestUrl, \"^(/v1/chat/completions|/v1/messages/count_tokens|/v1/messages|/v1/models)(?:/.*)?$\")"
+    route        = "REGEXP_EXTRACT(httpRequest.requestUrl, \"^(/v1/chat/completions|/v1/messages/count_tokens|/v1/messages|/v1/models|/v1/embeddings|/vertex)(?:/.*)?$\")"
   }
 
   depends_on = [google_project_service.enabled]

@@ -314,6 +314,13 @@ def test_metrics_select_and_label_the_right_lines(real_lines: dict[str, Any], ke
     assert labels(requests, probe)["route"] == ""
     probe["httpRequest"]["requestUrl"] = "/v1/models/flash"
     assert labels(requests, probe)["route"] == "/v1/models"
+    probe["httpRequest"]["requestUrl"] = "/v1/embeddings"
+    assert labels(requests, probe)["route"] == "/v1/embeddings"
+    # The native passthrough is one route, whatever model and method its path names.
+    probe["httpRequest"]["requestUrl"] = "/vertex/v1/publishers/google/models/flash:generateContent"
+    assert labels(requests, probe)["route"] == "/vertex"
+    probe["httpRequest"]["requestUrl"] = "/vertexfoo"
+    assert labels(requests, probe)["route"] == ""
 
     # Tokens: the usage the answer carried, as values; lines without usage are not in the metric.
     for name in ("chat", "stream"):
