@@ -25,6 +25,8 @@ from app.logs import RequestLog, setup_logging
 from app.openai_api import ModelGet, ModelList, VertexChat
 from app.pipeline import ModelRoute, refusal
 from app.route_hints import not_found, shape_for
+from app.vertex_api import VertexPassthrough
+from app.vertex_paths import PREFIX as VERTEX_PREFIX
 
 logger = logging.getLogger("app")
 
@@ -81,17 +83,27 @@ class FastRoutes:
     The endpoints handle their own errors and logging, so skipping Starlette's router and its two
     exception middlewares (which wrap every streamed chunk's send) loses nothing and saves ~10% of a
     request's CPU (bench/RESULTS.md). Starlette still owns the lifespan, the pages and 404/405.
+    A prefix endpoint (the /vertex passthrough) takes every path under its prefix, any method: it answers
+    its own 404s and 405s, so none of them comes from Starlette in another shape. Exact routes are looked
+    up first, so theirs is still one dict lookup.
     """
 
-    def __init__(self, app: Starlette, routes: list[Route]) -> None:
+    def __init__(self, app: Starlette, routes: list[Route], prefixes: dict[str, ASGIApp] | None = None) -> None:
         self.app = app
         self.routes: dict[tuple[str, str], ASGIApp] = {
             (method, route.path): route.endpoint for route in routes for method in route.methods or ()
         }
+        self.prefixes = tuple((prefixes or {}).items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self.routes.get((scope["method"], scope["path"]))
+            if endpoint is None:
+                path = scope["path"]
+                for prefix, handler in self.prefixes:
+                    if path.startswith(prefix):
+                        endpoint = handler
+                        break
             if endpoint is not None:
                 await endpoint(scope, receive, send)
                 return
@@ -148,7 +160,9 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     starlette.router.redirect_slashes = False
     # The pages, /health and Starlette's own errors read the Gateway here (Starlette hands them only the request).
     starlette.state.gateway = gateway
-    return FastRoutes(starlette, hot)
+    # The native Vertex passthrough: every /vertex/… path, whatever the method (app/vertex_paths.py says what
+    # it serves; the rest is refused in Google's error shape).
+    return FastRoutes(starlette, hot, {VERTEX_PREFIX: VertexPassthrough(gateway)})
 
 
 # gunicorn's "worker failed to boot" exit code: the master stops instead of restarting the worker forever.

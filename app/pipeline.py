@@ -76,6 +76,8 @@ class Endpoint:
     for refusals."""
 
     client_api: ClientApi = OPENAI_CHAT
+    # How Vertex's answer reaches the caller (relay.py); the native passthrough relays more untouched.
+    relay = staticmethod(relay)
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -119,6 +121,30 @@ class Endpoint:
         call.line.key_id = record.id
         return record
 
+    async def admit(self, call: Call) -> KeyRecord:
+        """Authenticate, then take a slot under the key's limits: before the body is read, so a key over
+        its limit costs no upload and no parse."""
+        record = await self.authenticate(call)
+        if record.limited:
+            call.lease = self.gateway.limits.admit(record)
+        return record
+
+    async def read_request(self, call: Call) -> tuple[bytes, dict[str, Any]]:
+        """The body, bounded by MAX_BODY_BYTES, and the JSON object it must be."""
+        body = await read_body(call.receive, call.headers, self.gateway.settings.max_body_bytes)
+        return body, parse_object(body)
+
+    async def forward(self, call: Call, target: UpstreamCall) -> None:
+        """POST to Vertex and relay the answer; a client hang-up cancels the upstream call at once."""
+        upstream = self.gateway.upstream
+        assert upstream is not None, "the lifespan starts the upstream before the first request"
+        call.line.stream = target.stream
+        with CancelOnDisconnect(call.receive) as watch:
+            async with upstream.exchange(target.url, target.payload, target.stream, call.line) as response:
+                await self.relay(response, target, self.client_api.shape, call.out, call.line)
+        if watch.disconnected:
+            call.line.status, call.line.outcome = call.line.status or 499, "client_disconnected"
+
 
 class ModelRoute(Endpoint):
     """A route that calls a model: the client API it speaks, and the upstream API per model publisher."""
@@ -147,12 +173,8 @@ class ModelRoute(Endpoint):
     async def model_request(self, call: Call) -> tuple[Model, dict[str, Any]]:
         """Authenticate, apply the key's limits, read and parse the body, resolve and authorise its model,
         and refuse references to project resources."""
-        record = await self.authenticate(call)
-        if record.limited:
-            # Before the body is read: a key over its limit costs no upload and no parse.
-            call.lease = self.gateway.limits.admit(record)
-        body = await read_body(call.receive, call.headers, self.gateway.settings.max_body_bytes)
-        request = parse_object(body)
+        record = await self.admit(call)
+        body, request = await self.read_request(call)
         model = self.gateway.models.resolve(request.get("model"))
         call.line.alias, call.line.vertex_model = model.alias, model.vertex_id
         if not self.serves(model):
@@ -168,17 +190,6 @@ class ModelRoute(Endpoint):
         if self.forwards_body and not record.allow_resources and might_reference(body):
             refuse_resources(record, request)
         return model, request
-
-    async def forward(self, call: Call, target: UpstreamCall) -> None:
-        """POST to Vertex and relay the answer; a client hang-up cancels the upstream call at once."""
-        upstream = self.gateway.upstream
-        assert upstream is not None, "the lifespan starts the upstream before the first request"
-        call.line.stream = target.stream
-        with CancelOnDisconnect(call.receive) as watch:
-            async with upstream.exchange(target.url, target.payload, target.stream, call.line) as response:
-                await relay(response, target, self.client_api.shape, call.out, call.line)
-        if watch.disconnected:
-            call.line.status, call.line.outcome = call.line.status or 499, "client_disconnected"
 
 
 def refuse_resources(record: KeyRecord, request: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """What a 404 says: for the usual base-URL slips (a doubled or missing /v1, a trailing slash, the
-Responses API), which base URL that client should use instead, in the shape that client reads."""
+Responses API, the bare /vertex prefix), which base URL that client should use instead, in the shape that
+client reads."""
 
 from app.errors import GatewayError, Shape
 
@@ -9,7 +10,10 @@ _OPENAI_TAILS = ("/chat/completions", "/models")
 
 
 def shape_for(path: str) -> Shape:
-    """Anthropic's error shape for anything an Anthropic client would have sent, OpenAI's otherwise."""
+    """Google's error shape under /vertex (the native passthrough), Anthropic's for anything an Anthropic
+    client would have sent, OpenAI's otherwise."""
+    if path == "/vertex" or path.startswith("/vertex/"):
+        return Shape.GOOGLE
     trimmed = path.rstrip("/")
     if trimmed.startswith("/v1/messages") or trimmed.endswith(_ANTHROPIC_TAILS):
         return Shape.ANTHROPIC
@@ -33,6 +37,11 @@ def _hint(path: str, base_url: str) -> str:
         return f"the path lacks /v1: use {base_url}/v1{route} (the Anthropic SDK's base URL is {base_url})"
     if trimmed.endswith(_OPENAI_TAILS) and not trimmed.startswith("/v1/"):
         return f"the path lacks /v1: an OpenAI SDK's base_url is {base_url}/v1"
+    if trimmed == "/vertex":
+        return (
+            f"the native Vertex AI passthrough is under /vertex/v1/ and /vertex/v1beta1/: google-genai's base_url is "
+            f"{base_url}/vertex, AnthropicVertex's {base_url}/vertex/v1"
+        )
     if trimmed in ("/v1/responses", "/responses") or trimmed.startswith("/v1/responses/"):
         return (
             "the Responses API is not served: use Chat Completions (in the OpenAI Agents SDK, "

@@ -178,6 +178,15 @@ class VertexUrls:
             f"{settings.count_tokens_base_url}/v1/projects/{project}/locations/{settings.count_tokens_location}"
         )
         self.count_tokens = f"{count_tokens_prefix}/publishers/anthropic/models/count-tokens:rawPredict"
+        # The native passthrough (/vertex) keeps the caller's API version; the rest is ours.
+        self._native = {
+            version: (
+                f"{settings.vertex_base_url}/{version}/projects/{project}/locations/{settings.location}/publishers",
+                f"{settings.count_tokens_base_url}/{version}/projects/{project}/locations/"
+                f"{settings.count_tokens_location}/publishers/anthropic/models/count-tokens:rawPredict",
+            )
+            for version in ("v1", "v1beta1")
+        }
 
     def raw_predict(self, model: Model, stream: bool) -> str:
         verb = "streamRawPredict" if stream else "rawPredict"
@@ -190,6 +199,16 @@ class VertexUrls:
 
     def count_gemini_tokens(self, model: Model) -> str:
         return f"{self._publishers}/{model.publisher}/models/{model.name}:countTokens"
+
+    def native(self, version: str, model: Model, method: str, sse: bool) -> str:
+        """A model method for the /vertex passthrough: `version` and `method` come from app/vertex_paths.py's
+        fixed sets, the model from the model table; the project and location are always the gateway's."""
+        query = "?alt=sse" if sse else ""
+        return f"{self._native[version][0]}/{model.publisher}/models/{model.name}:{method}{query}"
+
+    def native_count_tokens(self, version: str) -> str:
+        """Claude's count-tokens for the /vertex passthrough, in a location that serves it (as count_tokens)."""
+        return self._native[version][1]
 
     def model_method(self, model: Model, method: str) -> str:
         """A publisher model's method, such as an embedding model's `predict` or `embedContent`."""

@@ -6,6 +6,7 @@ Routes (v1 and v1beta1, under /projects/{p}/locations/{l}), recorded as `Recorde
     gemini               /publishers/google/models/{m}:generateContent, :streamGenerateContent
                          (`?alt=sse`: SSE, each event `data: {json}\r\n\r\n`; without: one JSON array)
     gemini_count_tokens  /publishers/google/models/{m}:countTokens
+    gemini_compute_tokens /publishers/google/models/{m}:computeTokens
     claude               /publishers/anthropic/models/{m}:rawPredict, :streamRawPredict
     count_tokens         /publishers/anthropic/models/count-tokens:rawPredict
     embed                /publishers/google/models/{m}:predict, :embedContent (tests/fakes/vertex_embed.py)
@@ -75,6 +76,7 @@ from tests.fakes.vertex_gemini import (
     plan_gemini,
     request_problem,
 )
+from tests.fakes.vertex_gemini import compute_tokens as gemini_compute_tokens
 from tests.fakes.vertex_gemini import count_tokens as gemini_count_tokens
 
 _PREFIX = r"^/(?:v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
@@ -84,7 +86,8 @@ CLAUDE_PATH = re.compile(
 )
 GEMINI_PATH = re.compile(
     _PREFIX
-    + r"/publishers/google/models/(?P<model>[^/:]+):(?P<verb>generateContent|streamGenerateContent|countTokens)$"
+    + r"/publishers/google/models/(?P<model>[^/:]+)"
+    + r":(?P<verb>generateContent|streamGenerateContent|countTokens|computeTokens)$"
 )
 # The Claude models a fake project may use (FakeVertex.claude_models): app/config.py's DEFAULT_ALIASES, the
 # ids the tests name (Claude Code's pinned default among them) and their predecessors on Vertex.
@@ -107,6 +110,8 @@ DEFAULT_CLAUDE_MODELS = frozenset(
         "claude-3-5-haiku@20241022",
     }
 )
+# The request message each Gemini method's body is parsed into (generateContent's otherwise).
+_REQUESTS = {"countTokens": "CountTokensRequest", "computeTokens": "ComputeTokensRequest"}
 # Signatures the fake remembers having issued (Gemini 3 refuses others), beyond `clear()`.
 KNOWN_SIGNATURES = 100_000
 
@@ -426,10 +431,12 @@ class FakeVertex(BackgroundServer):
     ) -> web.StreamResponse:
         model, verb = match["model"], match["verb"]
         version = "v1beta1" if rec.raw_path.startswith("/v1beta1/") else "v1"
-        counting = verb == "countTokens"
+        counting = verb in ("countTokens", "computeTokens")
+        if verb == "computeTokens":
+            rec.route = "gemini_compute_tokens"
         # As Vertex: the body is parsed into the request proto first, then the model is looked up,
         # then Gemini checks what it was given.
-        parsed = parse_problems(body, "CountTokensRequest" if counting else "GenerateContentRequest", version)
+        parsed = parse_problems(body, _REQUESTS.get(verb, "GenerateContentRequest"), version)
         if parsed:
             return self._error(400, parsed.message, details=parsed.details())
         if model not in self.gemini_models:
@@ -437,6 +444,8 @@ class FakeVertex(BackgroundServer):
         problem = request_problem(body, model, generate=not counting)
         if problem:
             return self._error(400, problem)
+        if verb == "computeTokens":
+            return web.json_response(gemini_compute_tokens(body))
         if counting:
             return web.json_response(gemini_count_tokens(body))
         contents = body.get("contents") or []

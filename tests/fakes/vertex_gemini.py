@@ -1,4 +1,5 @@
-"""Gemini's native API on Vertex AI (generateContent, streamGenerateContent, countTokens), as plain data.
+"""Gemini's native API on Vertex AI (generateContent, streamGenerateContent, countTokens, computeTokens), as
+plain data.
 
 `FakeVertex` routes and delivers (paced, gated, cut short); this module decides what Vertex would say:
 
@@ -17,6 +18,8 @@ the few this fake had to word itself say "assumed wording" where they are made.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import secrets
@@ -117,6 +120,8 @@ MESSAGES: dict[str, dict[str, Field]] = {
         "tools": _m("Tool", repeated=True),
         "generation_config": _m("GenerationConfig"),
     },
+    # google/cloud/aiplatform/v1/llm_utility_service.proto
+    "ComputeTokensRequest": {"endpoint": STR, "instances": LV, "model": STR, "contents": _m("Content", repeated=True)},
     "Content": {"role": STR, "parts": _m("Part", repeated=True)},
     "Part": {
         "text": STR,
@@ -437,7 +442,8 @@ def _scalar_fits(kind: str, value: Any) -> bool:
 
 
 def parse_problems(body: dict[str, Any], request: str, version: str) -> Problem | None:
-    """What protobuf's JSON parser refuses in this body (`request`: GenerateContentRequest or CountTokensRequest)."""
+    """What protobuf's JSON parser refuses in this body (`request`: GenerateContentRequest, CountTokensRequest or
+    ComputeTokensRequest)."""
     parser = _Parser(version)
     parser.message(body, request, "")
     return Problem.of(parser.found) if parser.found else None
@@ -833,3 +839,19 @@ def count_tokens(body: dict[str, Any]) -> dict[str, Any]:
         "totalBillableCharacters": characters,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
     }
+
+
+def compute_tokens(body: dict[str, Any]) -> dict[str, Any]:
+    """computeTokens's answer (ComputeTokensResponse): a TokensInfo per content, one token per word of its text,
+    each token as bytes (base64 in JSON) and an int64 id (a string in proto3 JSON), and the content's role."""
+    infos = []
+    for content in key(body, "contents") or []:
+        words = [w.encode() for w in re.findall(r"\S+", part_text(_parts(content)))]
+        info: dict[str, Any] = {
+            "tokens": [base64.b64encode(w).decode() for w in words],
+            "tokenIds": [str(int.from_bytes(hashlib.sha256(w).digest()[:3], "big")) for w in words],
+        }
+        if isinstance(key(content, "role"), str):
+            info["role"] = key(content, "role")
+        infos.append(info)
+    return {"tokensInfo": infos}
