@@ -1,13 +1,14 @@
 """A small keep-alive HTTP/1.1 client for the calls to Vertex, on asyncio.Protocol + httptools.
 
-It replaces aiohttp on the hot path (bench/RESULTS.md, suggestion 8) and offers just the part of
-aiohttp.ClientResponse the gateway uses. Deliberately absent: redirects, cookies, proxies from the
-environment, decompression (we send Accept-Encoding: identity), HTTP/2.
+Its one job: POST a body to Vertex and hand back the answer (status and headers at once, the body as it
+arrives) on pooled keep-alive connections. It replaced aiohttp on the hot path (bench/RESULTS.md,
+suggestion 8). Deliberately absent: redirects, cookies, proxies from the environment, decompression
+(we send Accept-Encoding: identity), HTTP/2, and resending: a POST goes out once, so one sent on a
+pooled connection that the server closed while idle fails with Disconnected, and the caller's retry
+rules (app/upstream.py: counted, logged, with backoff) decide.
 
 Connections are pooled per (scheme, host, port) without a bound; a connection idle for
-`pool_idle_seconds` is closed by one sweep timer per client. A request on a reused connection that
-dies before any response byte (the server closed it while idle) is sent once more on a new one
-(retry_stale=False turns that off).
+`pool_idle_seconds` is closed by one sweep timer per client.
 
 An upstream is trusted with nothing it could use to hurt the worker: the response head is bounded in
 bytes and header count (MAX_HEAD_BYTES, MAX_HEADERS), a whole body read with read_whole() in bytes,
@@ -90,6 +91,8 @@ class Headers(dict[str, str]):
 
 
 class _Connection(asyncio.Protocol):
+    """One socket: what arrives goes to the parser, and the parser's events to the response they are for."""
+
     def __init__(self, client: UpstreamClient, key: Key) -> None:
         self.client = client
         self.key = key
@@ -100,6 +103,17 @@ class _Connection(asyncio.Protocol):
         self.sink: UpstreamResponse | None = None  # receives the parser's events until its message ends
         self.closed = False
         self.idle_since = 0.0
+
+    def send(self, response: UpstreamResponse, data: bytes) -> None:
+        """Write a request: `response` owns the connection, and gets the parser's events, from now on."""
+        self.response = self.sink = response
+        self.transport.write(data)
+
+    def detach(self, reuse: bool) -> None:
+        """The response is done with the connection: back to the pool, or (already aborted) let go."""
+        self.response = None
+        if reuse:
+            self.client._put(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -121,94 +135,32 @@ class _Connection(asyncio.Protocol):
         if response is None:  # bytes on an idle connection (a 408, garbage): not reusable
             self.abort()
             return
-        response._activity = self.loop.time()
-        response._got_bytes = True
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             response._abort(ProtocolError(f"invalid HTTP response from upstream: {exc}"))  # no-op if already failed
-        if not response._head_done:
-            # A head line not yet ended never reaches on_header, so bytes are what bound it. Reads that
-            # complete the head are not counted here: on_header has counted their headers exactly.
-            response._head_bytes += len(data)
-            if response._head_bytes > MAX_HEAD_BYTES:
-                response._abort(
-                    HeadersTooLarge(f"upstream's response head is still unfinished after {MAX_HEAD_BYTES} bytes")
-                )
-        response._wake()
+        response._on_read(len(data))
 
-    # httptools callbacks
+    # httptools callbacks, passed on to the response whose message is being parsed
     def on_message_begin(self) -> None:
         if self.sink is None:  # a second answer to one request
             self.abort()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if (response := self.sink) is None:
-            return
-        count = response._header_count = response._header_count + 1
-        size = response._header_bytes = response._header_bytes + len(name) + len(value) + 4  # ": " and CRLF
-        if count > MAX_HEADERS or size > MAX_HEAD_BYTES:
-            self._refuse_head(response)
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        headers = response.headers
-        if dict.get(headers, key) is None:
-            headers[key] = text
-        elif (repeats := response._repeats) is None:
-            # Repeats are joined once the head is complete: joining as they come is quadratic.
-            response._repeats = {key: [text]}
-        elif (values := repeats.get(key)) is None:
-            repeats[key] = [text]
-        else:
-            values.append(text)
-
-    @staticmethod
-    def _refuse_head(response: UpstreamResponse) -> NoReturn:
-        response._abort(
-            HeadersTooLarge(
-                f"upstream's response head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
-                f" ({response._header_count} headers, {response._header_bytes} bytes so far)"
-            )
-        )
-        raise _StopParsing  # feed_data stops at once instead of parsing the rest of this read
+        if (response := self.sink) is not None:
+            response._on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        if (response := self.sink) is None:
-            return
-        status = self.parser.get_status_code()
-        if status < 200:  # 1xx: informational, the real answer follows (the head bounds still count it)
-            response.headers.clear()
-            response._repeats = None
-            response._informational = True
-            return
-        response.status = status
-        response._head_done = True
-        response._deadline = _NEVER  # from here on only the idle clock applies
-        if response._repeats is not None:
-            response._join_repeats()
-        headers = response.headers
-        response._until_eof = (
-            status not in (204, 304)
-            and "content-length" not in headers
-            and "chunked" not in headers.get("transfer-encoding", "").lower()
-        )
+        if (response := self.sink) is not None:
+            response._on_head(self.parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
         if (response := self.sink) is not None:
-            response._chunks.append(body)
-            response._buffered += len(body)
-            if response._buffered > HIGH_WATER and not response._paused:
-                response._paused = True
-                self.transport.pause_reading()
+            response._on_body(body)
 
     def on_message_complete(self) -> None:
-        if (response := self.sink) is None:
-            return
-        if response._informational:
-            response._informational = False
-            return
-        self.sink = None
-        response._keep = self.parser.should_keep_alive()
-        response._end()
+        if (response := self.sink) is not None and response._on_end(self.parser.should_keep_alive()):
+            self.sink = None
 
 
 class _StopParsing(Exception):
@@ -220,7 +172,7 @@ class UpstreamResponse:
 
     __slots__ = (
         "_activity", "_buffered", "_chunks", "_complete", "_conn", "_deadline", "_detached", "_error",
-        "_got_bytes", "_head_bytes", "_head_done", "_head_timeout", "_header_bytes", "_header_count", "_idle",
+        "_head_bytes", "_head_done", "_head_timeout", "_header_bytes", "_header_count", "_idle",
         "_informational", "_keep", "_paused", "_repeats", "_timer", "_until_eof", "_waiter", "headers", "status",
     )  # fmt: skip
 
@@ -242,21 +194,14 @@ class UpstreamResponse:
         self._activity = 0.0
         self._error: UpstreamError | None = None
         self._head_done = self._complete = self._informational = self._until_eof = False
-        self._keep = self._paused = self._got_bytes = self._detached = False
-
-    @property
-    def content(self) -> UpstreamResponse:
-        return self
+        self._keep = self._paused = self._detached = False
 
     def at_eof(self) -> bool:
         """The whole body arrived and was read."""
         return self._complete and not self._chunks
 
-    def iter_any(self) -> UpstreamResponse:
-        """Iterate over the body: each item is everything that arrived since the previous one."""
-        return self
-
     def __aiter__(self) -> UpstreamResponse:
+        """The body: each item is everything that arrived since the previous one."""
         return self
 
     async def __anext__(self) -> bytes:
@@ -308,11 +253,9 @@ class UpstreamResponse:
         """Pool the connection if the body was read to its end and keep-alive is allowed, else close it."""
         if self._detached:
             return
-        conn = self._conn
-        if self._complete and self._keep and not self._chunks and not conn.closed and self._error is None:
+        if self._complete and self._keep and not self._chunks and not self._conn.closed and self._error is None:
             self._detached = True
-            conn.response = None
-            conn.client._put(conn)
+            self._conn.detach(reuse=True)
         else:
             self.close()
 
@@ -323,7 +266,90 @@ class UpstreamResponse:
         self._detached = True
         self._chunks.clear()
         self._abort(Disconnected("the response was closed"))
-        self._conn.response = None
+        self._conn.detach(reuse=False)
+
+    # the client's call
+    async def _exchange(self, data: bytes) -> None:
+        """Send the request on the connection; returns once the answer's head is in, else raises why not."""
+        self._conn.send(self, data)
+        while not self._head_done:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    # the connection's calls, as the answer arrives
+    def _on_read(self, size: int) -> None:
+        """After each read from the socket: the idle clock restarts, an unfinished head is bounded in bytes."""
+        self._activity = self._conn.loop.time()
+        if not self._head_done:
+            # A head line not yet ended never reaches _on_header, so bytes are what bound it. Reads that
+            # complete the head are not counted here: _on_header has counted their headers exactly.
+            self._head_bytes += size
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._abort(
+                    HeadersTooLarge(f"upstream's response head is still unfinished after {MAX_HEAD_BYTES} bytes")
+                )
+        self._wake()
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        count = self._header_count = self._header_count + 1
+        size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4  # ": " and CRLF
+        if count > MAX_HEADERS or size > MAX_HEAD_BYTES:
+            self._refuse_head()
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers = self.headers
+        if dict.get(headers, key) is None:
+            headers[key] = text
+        elif (repeats := self._repeats) is None:
+            # Repeats are joined once the head is complete: joining as they come is quadratic.
+            self._repeats = {key: [text]}
+        elif (values := repeats.get(key)) is None:
+            repeats[key] = [text]
+        else:
+            values.append(text)
+
+    def _refuse_head(self) -> NoReturn:
+        self._abort(
+            HeadersTooLarge(
+                f"upstream's response head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
+                f" ({self._header_count} headers, {self._header_bytes} bytes so far)"
+            )
+        )
+        raise _StopParsing  # feed_data stops at once instead of parsing the rest of this read
+
+    def _on_head(self, status: int) -> None:
+        if status < 200:  # 1xx: informational, the real answer follows (the head bounds still count it)
+            self.headers.clear()
+            self._repeats = None
+            self._informational = True
+            return
+        self.status = status
+        self._head_done = True
+        self._deadline = _NEVER  # from here on only the idle clock applies
+        if self._repeats is not None:
+            self._join_repeats()
+        headers = self.headers
+        self._until_eof = (
+            status not in (204, 304)
+            and "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
+
+    def _on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._conn.transport.pause_reading()
+
+    def _on_end(self, keep_alive: bool) -> bool:
+        """A message ended: False if it was a 1xx (the answer follows), True if it was the answer."""
+        if self._informational:
+            self._informational = False
+            return False
+        self._keep = keep_alive
+        self._end()
+        return True
 
     # internals
     def _join_repeats(self) -> None:
@@ -427,16 +453,11 @@ class UpstreamClient:
         idle_timeout: float,
         pool_idle_seconds: float = 60,
         ssl_context: ssl.SSLContext | None = None,
-        *,
-        retry_stale: bool = True,
     ) -> None:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._pool_idle = pool_idle_seconds
-        self._ssl = ssl_context
-        # aiohttp 3.14 resends only idempotent methods on a pooled connection that turned out closed
-        # (so never a POST); with False, such a request raises Disconnected as it does there.
-        self._retry_stale = retry_stale
+        self._ssl = ssl_context  # for https URLs; a client without one speaks plain http only
         self._idle: dict[Key, list[_Connection]] = {}
         self._conns: set[_Connection] = set()
         self._targets: dict[str, tuple[Key, bytes]] = {}
@@ -446,11 +467,7 @@ class UpstreamClient:
         self._closed = False
 
     async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: list[tuple[bytes, bytes]] | dict[str, str],
-        head_timeout: float | None = None,
+        self, url: str, body: bytes, headers: dict[str, str], head_timeout: float | None = None
     ) -> UpstreamResponse:
         """POST `body`; returns once the response head arrived. Host and Content-Length are added here.
 
@@ -458,10 +475,7 @@ class UpstreamClient:
         sent (HeadersTimeout), however steadily its bytes arrive; idle_timeout still bounds each silence.
         """
         key, start = self._targets.get(url) or self._target(url)
-        if isinstance(headers, dict):
-            block = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
-        else:
-            block = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        block = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
         # CR/LF only as line ends (no header injection); no header this client sets itself.
         low = b"\n" + block.lower()
         if block.count(b"\n") != len(headers) or block.count(b"\r") != len(headers) or any(r in low for r in _RESERVED):
@@ -469,16 +483,14 @@ class UpstreamClient:
                 "header names and values must not contain CR/LF, Host, Content-Length or Transfer-Encoding"
             )
         data = b"%s%sContent-Length: %d\r\n\r\n%s" % (start, block, len(body), body)
+        conn = None
         idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and not conn.transport.is_closing():
-                response = await self._exchange(conn, data, head_timeout, retry_if_stale=self._retry_stale)
-                if response is not None:
-                    return response
-                break  # closed by the server while idle: once more on a new connection
-        response = await self._exchange(await self._connect(key), data, head_timeout, retry_if_stale=False)
-        assert response is not None
+        while idle and conn is None:
+            candidate = idle.pop()
+            if not candidate.closed and not candidate.transport.is_closing():
+                conn = candidate  # else closed while idle: dropped
+        response = UpstreamResponse(conn or await self._connect(key), self._idle_timeout, head_timeout)
+        await response._exchange(data)
         return response
 
     async def close(self) -> None:
@@ -492,25 +504,12 @@ class UpstreamClient:
             conn.abort()
         await asyncio.sleep(0)  # let connection_lost run, so the sockets are gone when we return
 
-    async def _exchange(
-        self, conn: _Connection, data: bytes, head_timeout: float | None, retry_if_stale: bool
-    ) -> UpstreamResponse | None:
-        response = UpstreamResponse(conn, self._idle_timeout, head_timeout)
-        conn.response = conn.sink = response
-        conn.transport.write(data)
-        while not response._head_done:
-            if response._error is not None:
-                if retry_if_stale and not response._got_bytes and isinstance(response._error, Disconnected):
-                    conn.abort()
-                    return None
-                raise response._error
-            await response._wait()
-        return response
-
     def _target(self, url: str) -> tuple[Key, bytes]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
+        if parts.scheme == "https" and self._ssl is None:
+            raise ValueError(f"an https URL needs a client made with an ssl_context: {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rpartition("@")[2]
@@ -524,7 +523,7 @@ class UpstreamClient:
         if self._closed:
             raise ConnectError("the upstream client is closed")
         scheme, host, port = key
-        context = self._ssl_context() if scheme == "https" else None
+        context = self._ssl if scheme == "https" else None
         loop = asyncio.get_running_loop()
         errors: list[OSError] = []
         try:
@@ -565,11 +564,6 @@ class UpstreamClient:
             del self._lookups[(host, port)]
         self._dns[(host, port)] = (loop.time() + DNS_TTL, infos)
         return infos
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:  # created on first use unless given: loading the CA store takes milliseconds
-            self._ssl = default_ssl_context()
-        return self._ssl
 
     def _put(self, conn: _Connection) -> None:
         if self._closed or self._pool_idle <= 0:

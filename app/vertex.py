@@ -217,14 +217,14 @@ class VertexUrls:
 
 def make_client(settings: Settings) -> UpstreamClient:
     # Our own keep-alive HTTP/1.1 client: half aiohttp's CPU per request (SPEC.md, bench/RESULTS.md).
-    # retry_stale=False: a POST is never resent behind the gateway's back; Upstream.open's
-    # own retry rules (counted, logged, with backoff) cover a pooled connection found closed.
-    # The CA store is loaded here, at startup, rather than on the event loop by the first request.
+    # It never resends a POST behind the gateway's back; Upstream.open's own retry rules (counted,
+    # logged, with backoff) cover a pooled connection found closed.
+    # The CA store is loaded here, at startup, rather than on the event loop by the first request;
+    # every Vertex URL has the scheme of VERTEX_BASE_URL, so an http one needs no TLS context.
     tls = default_ssl_context() if settings.vertex_base_url.startswith("https://") else None
     return UpstreamClient(
         connect_timeout=settings.connect_timeout,
         idle_timeout=settings.idle_timeout,
         pool_idle_seconds=POOL_IDLE_SECONDS,
         ssl_context=tls,
-        retry_stale=False,
     )
