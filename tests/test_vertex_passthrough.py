@@ -29,7 +29,7 @@ from app.errors import Shape
 from app.route_hints import shape_for
 from app.usage import UsageMetadataSniffer, UsageSniffer, gemini_usage, usage_of_json
 from app.vertex_paths import NativeCall, parse_native
-from tests.conftest import API_KEYS, KEY_IDS, LOCATION, PROJECT
+from tests.conftest import API_KEYS, KEY_DOCUMENT, KEY_IDS, LOCATION, PROJECT
 from tests.fakes.vertex import FakeVertex, Recorded
 from tests.fakes.vertex_gemini import compute_tokens
 from tests.harness import Gateway, start_gateway
@@ -40,7 +40,12 @@ ALIASES = {
     "pro-preview": "google/gemini-3.1-pro-preview",
     "haiku": "anthropic/claude-haiku-4-5@20251001",
     "sonnet": "anthropic/claude-sonnet-4-6",
+    "embed": "google/gemini-embedding-001",
+    "text-embed": "google/text-embedding-005",
 }
+# A key that may make one request a minute, and a body limit the tests can reach.
+RPM_KEY = f"gwk-rpm-{secrets.token_urlsafe(16)}"
+MAX_BODY_BYTES = 100_000
 GOOGLE = f"/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/"
 CLAUDE = f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/"
 # The gateway's count-tokens location when VERTEX_LOCATION is global (CLAUDE_COUNT_TOKENS_LOCATION's default).
@@ -219,7 +224,13 @@ def test_the_fakes_compute_tokens_answers_as_vertex() -> None:
 
 @pytest.fixture(scope="module")
 def native_gateway(gateway_env: dict[str, str | None]) -> Iterator[Gateway]:
-    gw = start_gateway({**gateway_env, "MODEL_ALIASES": json.dumps(ALIASES)})
+    keys = [*KEY_DOCUMENT, {"id": "team-rpm", "key": RPM_KEY, "rpm": 1}]
+    env = {
+        "MODEL_ALIASES": json.dumps(ALIASES),
+        "API_KEYS_JSON": json.dumps(keys),
+        "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+    }
+    gw = start_gateway({**gateway_env, **env})
     yield gw
     assert gw.stop() == 0, f"gateway log: {gw.log_path}"
 
@@ -565,3 +576,45 @@ def test_concurrent_streams_each_get_their_own_answer(native_gateway: Gateway, f
     for t in threads:
         t.join(30)
     assert results == {m: f"echo: {m}" for m in markers}
+
+
+@pytest.mark.e2e
+def test_google_genai_embed_content_on_either_method(native_gateway: Gateway, fake_vertex: FakeVertex) -> None:
+    """google-genai picks :embedContent for Gemini embedding ids and :predict for others (its own rule)."""
+    text = f"embed {secrets.token_hex(4)}"
+    with express(native_gateway) as client:
+        gemini = client.models.embed_content(model="gemini-embedding-001", contents=text)
+        aliased = client.models.embed_content(model="embed", contents=text)
+        older = client.models.embed_content(
+            model="text-embed", contents=text, config=types.EmbedContentConfig(output_dimensionality=8)
+        )
+    assert gemini.embeddings and len(gemini.embeddings[0].values or []) == 3072
+    assert aliased.embeddings and aliased.embeddings[0].values == gemini.embeddings[0].values
+    assert older.embeddings and len(older.embeddings[0].values or []) == 8
+    calls = sorted(fake_vertex.find(text), key=lambda r: r.received_at)
+    assert [r.path for r in calls] == [
+        f"/v1beta1{GOOGLE}gemini-embedding-001:embedContent",
+        f"/v1beta1{GOOGLE}gemini-embedding-001:predict",
+        f"/v1beta1{GOOGLE}text-embedding-005:predict",
+    ]
+    assert all(r.route == "embed" and r.status == 200 for r in calls)
+    line = request_line(native_gateway, "/vertex/v1beta1/publishers/google/models/gemini-embedding-001:embedContent")
+    assert line["usage"]["input_tokens"] == 2 and line["alias"] == "embed"  # the configured model's alias
+
+
+@pytest.mark.e2e
+def test_key_limits_and_the_body_limit_hold_on_vertex(native_gateway: Gateway, fake_vertex: FakeVertex) -> None:
+    with express(native_gateway, key=RPM_KEY) as client:
+        client.models.count_tokens(model="flash", contents="one")
+        with pytest.raises(genai_errors.ClientError) as limited:
+            client.models.count_tokens(model="flash", contents="two")
+    assert limited.value.code == 429 and limited.value.status == "RESOURCE_EXHAUSTED"
+    assert limited.value.details["error"]["details"][0]["reason"] == "rate_limit_exceeded"
+    before = len(fake_vertex.requests)
+    huge = json.dumps({"contents": [{"role": "user", "parts": [{"text": "x" * MAX_BODY_BYTES}]}]}).encode()
+    status, answer = raw_post(native_gateway, "/vertex/v1/publishers/google/models/flash:generateContent", huge)
+    error = json.loads(answer)["error"]
+    assert (
+        status == 413 and error["details"][0]["reason"] == "request_too_large" and "MAX_BODY_BYTES" in error["message"]
+    )
+    assert len(fake_vertex.requests) == before
