@@ -90,8 +90,12 @@ class Headers(dict[str, str]):
         return isinstance(name, str) and dict.__contains__(self, name.lower())
 
 
+_NO_HEADERS = Headers()  # a response's headers before its head is in: never seen outside, never written
+
+
 class _Connection(asyncio.Protocol):
-    """One socket: what arrives goes to the parser, and the parser's events to the response they are for."""
+    """One socket and its parser. It reads each answer's head (bounded: MAX_HEAD_BYTES, MAX_HEADERS) and
+    hands the response it is for the status and headers, then the body as it arrives, then the end."""
 
     def __init__(self, client: UpstreamClient, key: Key) -> None:
         self.client = client
@@ -103,10 +107,21 @@ class _Connection(asyncio.Protocol):
         self.sink: UpstreamResponse | None = None  # receives the parser's events until its message ends
         self.closed = False
         self.idle_since = 0.0
+        # The head being read (reset by send): any 1xx heads before the answer's count against the bounds.
+        self._head_open = False
+        self._headers = Headers()
+        self._repeats: dict[str, list[str]] | None = None  # a repeated header's values after its first
+        self._head_bytes = self._header_bytes = self._header_count = 0
+        self._informational = False
 
     def send(self, response: UpstreamResponse, data: bytes) -> None:
         """Write a request: `response` owns the connection, and gets the parser's events, from now on."""
         self.response = self.sink = response
+        self._head_open = True
+        self._headers = Headers()
+        self._repeats = None
+        self._head_bytes = self._header_bytes = self._header_count = 0
+        self._informational = False
         self.transport.write(data)
 
     def detach(self, reuse: bool) -> None:
@@ -139,28 +154,82 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             response._abort(ProtocolError(f"invalid HTTP response from upstream: {exc}"))  # no-op if already failed
-        response._on_read(len(data))
+        if self._head_open:
+            # A head line not yet ended never reaches on_header, so bytes are what bound it. Reads that
+            # complete the head are not counted here: on_header has counted their headers exactly.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                response._abort(
+                    HeadersTooLarge(f"upstream's response head is still unfinished after {MAX_HEAD_BYTES} bytes")
+                )
+        response._on_read(self.loop.time())
 
-    # httptools callbacks, passed on to the response whose message is being parsed
+    # httptools callbacks
     def on_message_begin(self) -> None:
         if self.sink is None:  # a second answer to one request
             self.abort()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if (response := self.sink) is not None:
-            response._on_header(name, value)
+        if (response := self.sink) is None:
+            return
+        count = self._header_count = self._header_count + 1
+        size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4  # ": " and CRLF
+        if count > MAX_HEADERS or size > MAX_HEAD_BYTES:
+            self._refuse_head(response)
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers = self._headers
+        if dict.get(headers, key) is None:
+            headers[key] = text
+        elif (repeats := self._repeats) is None:
+            # Repeats are joined once the head is complete: joining as they come is quadratic.
+            self._repeats = {key: [text]}
+        elif (values := repeats.get(key)) is None:
+            repeats[key] = [text]
+        else:
+            values.append(text)
+
+    def _refuse_head(self, response: UpstreamResponse) -> NoReturn:
+        response._abort(
+            HeadersTooLarge(
+                f"upstream's response head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
+                f" ({self._header_count} headers, {self._header_bytes} bytes so far)"
+            )
+        )
+        raise _StopParsing  # feed_data stops at once instead of parsing the rest of this read
 
     def on_headers_complete(self) -> None:
-        if (response := self.sink) is not None:
-            response._on_head(self.parser.get_status_code())
+        if (response := self.sink) is None:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:  # 1xx: informational, the real answer follows (the head bounds still count it)
+            self._headers.clear()
+            self._repeats = None
+            self._informational = True
+            return
+        self._head_open = False
+        if self._repeats is not None:
+            self._join_repeats()
+        response._on_head(status, self._headers)
+
+    def _join_repeats(self) -> None:
+        """Each repeated header becomes one value, joined with ", " in arrival order, in linear time."""
+        headers = self._headers
+        for key, values in (self._repeats or {}).items():
+            headers[key] = ", ".join([dict.__getitem__(headers, key), *values])
+        self._repeats = None
 
     def on_body(self, body: bytes) -> None:
         if (response := self.sink) is not None:
             response._on_body(body)
 
     def on_message_complete(self) -> None:
-        if (response := self.sink) is not None and response._on_end(self.parser.should_keep_alive()):
-            self.sink = None
+        if (response := self.sink) is None:
+            return
+        if self._informational:
+            self._informational = False
+            return
+        self.sink = None
+        response._on_end(self.parser.should_keep_alive())
 
 
 class _StopParsing(Exception):
@@ -172,8 +241,8 @@ class UpstreamResponse:
 
     __slots__ = (
         "_activity", "_buffered", "_chunks", "_complete", "_conn", "_deadline", "_detached", "_error",
-        "_head_bytes", "_head_done", "_head_timeout", "_header_bytes", "_header_count", "_idle",
-        "_informational", "_keep", "_paused", "_repeats", "_timer", "_until_eof", "_waiter", "headers", "status",
+        "_head_done", "_head_timeout", "_idle", "_keep", "_paused", "_timer", "_until_eof", "_waiter",
+        "headers", "status",
     )  # fmt: skip
 
     def __init__(self, conn: _Connection, idle_timeout: float, head_timeout: float | None = None) -> None:
@@ -183,17 +252,15 @@ class UpstreamResponse:
         # checked by the same timer as the idle clock (no timer of its own).
         self._head_timeout = head_timeout
         self._deadline = conn.loop.time() + head_timeout if head_timeout is not None else _NEVER
-        self._head_bytes = self._header_bytes = self._header_count = 0
-        self._repeats: dict[str, list[str]] | None = None  # a repeated header's values after its first
         self.status = 0
-        self.headers = Headers()
+        self.headers = _NO_HEADERS  # until the head is in (post() returns only then)
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._activity = 0.0
         self._error: UpstreamError | None = None
-        self._head_done = self._complete = self._informational = self._until_eof = False
+        self._head_done = self._complete = self._until_eof = False
         self._keep = self._paused = self._detached = False
 
     def at_eof(self) -> bool:
@@ -278,57 +345,18 @@ class UpstreamResponse:
             await self._wait()
 
     # the connection's calls, as the answer arrives
-    def _on_read(self, size: int) -> None:
-        """After each read from the socket: the idle clock restarts, an unfinished head is bounded in bytes."""
-        self._activity = self._conn.loop.time()
-        if not self._head_done:
-            # A head line not yet ended never reaches _on_header, so bytes are what bound it. Reads that
-            # complete the head are not counted here: _on_header has counted their headers exactly.
-            self._head_bytes += size
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._abort(
-                    HeadersTooLarge(f"upstream's response head is still unfinished after {MAX_HEAD_BYTES} bytes")
-                )
-        self._wake()
+    def _on_read(self, now: float) -> None:
+        """After each read from the socket: the idle clock starts again, and the reader wakes."""
+        self._activity = now
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    def _on_header(self, name: bytes, value: bytes) -> None:
-        count = self._header_count = self._header_count + 1
-        size = self._header_bytes = self._header_bytes + len(name) + len(value) + 4  # ": " and CRLF
-        if count > MAX_HEADERS or size > MAX_HEAD_BYTES:
-            self._refuse_head()
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        headers = self.headers
-        if dict.get(headers, key) is None:
-            headers[key] = text
-        elif (repeats := self._repeats) is None:
-            # Repeats are joined once the head is complete: joining as they come is quadratic.
-            self._repeats = {key: [text]}
-        elif (values := repeats.get(key)) is None:
-            repeats[key] = [text]
-        else:
-            values.append(text)
-
-    def _refuse_head(self) -> NoReturn:
-        self._abort(
-            HeadersTooLarge(
-                f"upstream's response head is over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
-                f" ({self._header_count} headers, {self._header_bytes} bytes so far)"
-            )
-        )
-        raise _StopParsing  # feed_data stops at once instead of parsing the rest of this read
-
-    def _on_head(self, status: int) -> None:
-        if status < 200:  # 1xx: informational, the real answer follows (the head bounds still count it)
-            self.headers.clear()
-            self._repeats = None
-            self._informational = True
-            return
+    def _on_head(self, status: int, headers: Headers) -> None:
         self.status = status
+        self.headers = headers
         self._head_done = True
         self._deadline = _NEVER  # from here on only the idle clock applies
-        if self._repeats is not None:
-            self._join_repeats()
-        headers = self.headers
         self._until_eof = (
             status not in (204, 304)
             and "content-length" not in headers
@@ -342,23 +370,11 @@ class UpstreamResponse:
             self._paused = True
             self._conn.transport.pause_reading()
 
-    def _on_end(self, keep_alive: bool) -> bool:
-        """A message ended: False if it was a 1xx (the answer follows), True if it was the answer."""
-        if self._informational:
-            self._informational = False
-            return False
+    def _on_end(self, keep_alive: bool) -> None:
         self._keep = keep_alive
         self._end()
-        return True
 
     # internals
-    def _join_repeats(self) -> None:
-        """Each repeated header becomes one value, joined with ", " in arrival order, in linear time."""
-        headers = self.headers
-        for key, values in (self._repeats or {}).items():
-            headers[key] = ", ".join([dict.__getitem__(headers, key), *values])
-        self._repeats = None
-
     async def _next(self) -> bytes:
         while not self._chunks:
             if self._error is not None:
