@@ -104,6 +104,10 @@ def test_a_bad_setting_stops_the_server_instead_of_restarting_workers(tmp_path: 
     }
     # Without the boot-error exit code, gunicorn restarts the failing workers until it is killed.
     done = subprocess.run(container_cmd(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 3, done.stderr[-2000:]
+    # Exit 3 (gunicorn's boot error). When both workers fail in the same instant, gunicorn's halt() reaps the
+    # second one while stopping and re-raises the same HaltServer, so it exits 1 instead (seen under load):
+    # stopped either way, which is what this test is about.
+    raced = done.returncode == 1 and "HaltServer: <HaltServer 'Worker failed to boot.' 3>" in done.stderr
+    assert done.returncode == 3 or raced, done.stderr[-2000:]
     assert "config error: GOOGLE_CLOUD_PROJECT='Not_A_Project'" in done.stderr
     assert "Worker failed to boot" in done.stderr
