@@ -4,9 +4,12 @@ client reads."""
 
 from app.errors import GatewayError, Shape
 
-SERVED = "this gateway serves /v1/chat/completions, /v1/models, /v1/messages and /v1/messages/count_tokens"
+SERVED = (
+    "this gateway serves /v1/chat/completions, /v1/embeddings, /v1/models, /v1/messages, "
+    "/v1/messages/count_tokens and the native Vertex AI passthrough under /vertex/"
+)
 _ANTHROPIC_TAILS = ("/messages", "/messages/count_tokens")
-_OPENAI_TAILS = ("/chat/completions", "/models")
+_OPENAI_TAILS = ("/chat/completions", "/embeddings", "/models")
 
 
 def shape_for(path: str) -> Shape:

@@ -21,10 +21,12 @@ BASE = "https://gw.example.com"
         ("/messages", Shape.ANTHROPIC, f"use {BASE}/v1/messages"),
         ("/chat/completions", Shape.OPENAI, f"base_url is {BASE}/v1"),
         ("/models", Shape.OPENAI, f"base_url is {BASE}/v1"),
+        ("/embeddings", Shape.OPENAI, f"base_url is {BASE}/v1"),
+        ("/v1/embeddings/", Shape.OPENAI, "no trailing slash: use /v1/embeddings"),
         ("/v1/responses", Shape.OPENAI, "OpenAIChatCompletionsModel"),
         ("/v1/messages/", Shape.ANTHROPIC, "no trailing slash: use /v1/messages"),
         ("/docs/", Shape.OPENAI, "no trailing slash: use /docs"),
-        ("/v2/whatever", Shape.OPENAI, "this gateway serves"),
+        ("/v2/whatever", Shape.OPENAI, "/v1/embeddings, /v1/models"),
     ],
 )
 def test_not_found_names_the_fix(path: str, shape: Shape, says: str) -> None:
