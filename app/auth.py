@@ -1,6 +1,5 @@
 """Who is calling: the presented key, looked up by digest, and what it may use."""
 
-import time
 from datetime import UTC, datetime
 
 from app.aliases import Model
@@ -46,7 +45,7 @@ def authenticate(ring: KeyRing, headers: dict[bytes, bytes], keys_problem: str) 
         raise GatewayError(
             401, f"API key {record.id!r} is revoked: ask the operator for a new key", code="invalid_api_key"
         )
-    if record.expired(time.time()):
+    if record.expired(ring.clock()):
         when = datetime.fromtimestamp(record.expires or 0, UTC).isoformat().replace("+00:00", "Z")
         raise GatewayError(
             401, f"API key {record.id!r} expired at {when}: ask the operator to rotate it", code="expired_api_key"

@@ -13,6 +13,7 @@ instance, so the loop may not have run) waits, briefly, for a fresh read first.
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.config import Settings
@@ -136,14 +137,25 @@ def make_source(settings: Settings, project: str | None) -> KeySource | None:
     return None
 
 
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class KeyRefresher:
-    def __init__(self, ring: KeyRing, source: KeySource, interval: float) -> None:
+    """Keeps the ring fresh: reads the source every `interval` seconds, and on demand when a request finds
+    the ring stale. `clock` is the monotonic time staleness is judged by (the event loop's); tests pass a
+    fake one."""
+
+    def __init__(
+        self, ring: KeyRing, source: KeySource, interval: float, clock: Callable[[], float] = _loop_time
+    ) -> None:
         self.ring = ring
         self.source = source
         self.interval = interval
+        self._clock = clock
         self.last_error: str | None = None
         self.failed_for_good = False  # the last failure needs the operator, not a retry
-        # Loop times (monotonic): when the last good read started, and when the last read of any outcome did.
+        # Clock times: when the last good read started, and when the last read of any outcome did.
         self._fresh_at: float | None = None
         self._attempted_at = float("-inf")
         self._reading: asyncio.Task[bool] | None = None
@@ -155,7 +167,7 @@ class KeyRefresher:
         return self._reading
 
     async def _load(self) -> bool:
-        started = self._attempted_at = asyncio.get_running_loop().time()
+        started = self._attempted_at = self._clock()
         try:
             fetched = await asyncio.to_thread(self.source.fetch)
         except Exception as exc:  # any failure of the source keeps the last good set
@@ -185,7 +197,7 @@ class KeyRefresher:
         """Until the first good load, a failure retrying will not fix, or `wait` seconds: the worker
         accepts no connection meanwhile, so its siblings serve and nobody meets a key-less worker."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        deadline = loop.time() + wait  # real time, not the clock: the worker sits out this wait
         while not await self.load_once():
             if self.failed_for_good or loop.time() + STARTUP_RETRY_SECONDS > deadline:
                 log.error("serving without keys until %s can be read; /v1 answers 503 meanwhile", self.source.kind)
@@ -198,15 +210,13 @@ class KeyRefresher:
         return (
             fresh_at is not None
             and self.source.refreshes
-            and asyncio.get_running_loop().time() - fresh_at > self.interval + STALE_GRACE_SECONDS
+            and self._clock() - fresh_at > self.interval + STALE_GRACE_SECONDS
         )
 
     async def freshen(self) -> None:
         """Called by a request that found the ring stale: a bounded wait for a fresh read."""
         reading = self._reading
-        if (reading is None or reading.done()) and (
-            asyncio.get_running_loop().time() - self._attempted_at < FRESHEN_RETRY_SECONDS
-        ):
+        if (reading is None or reading.done()) and (self._clock() - self._attempted_at < FRESHEN_RETRY_SECONDS):
             return  # a read just failed: the last good set stands, the loop retries
         try:
             await asyncio.wait_for(asyncio.shield(self.load_once()), FRESHEN_WAIT_SECONDS)
@@ -214,10 +224,9 @@ class KeyRefresher:
             log.warning("key refresh took over %g s; this request uses the last good key set", FRESHEN_WAIT_SECONDS)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while self.source.refreshes or not self.ring.loaded:
             interval = self.interval if self.ring.loaded else min(self.interval, FIRST_LOAD_RETRY_SECONDS)
             # Timed from the start of the last read, so a healthy loop's read is under way before
             # a request could find the ring stale.
-            await asyncio.sleep(max(0.0, self._attempted_at + interval - loop.time()))
+            await asyncio.sleep(max(0.0, self._attempted_at + interval - self._clock()))
             await self.load_once()

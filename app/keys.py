@@ -8,6 +8,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import translate
@@ -180,9 +181,13 @@ def parse_key_document(raw: bytes | str) -> tuple[dict[bytes, KeyRecord], list[s
 
 
 class KeyRing:
-    """The keys in force in this worker; replaced whole on every good load."""
+    """The keys in force in this worker; replaced whole on every good load.
 
-    def __init__(self) -> None:
+    `clock` is the wall-clock time (Unix seconds) that key expiry is judged by; tests pass a fake one.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self._records: dict[bytes, KeyRecord] = {}
         self.loaded = False
         self.loaded_at: float | None = None
@@ -191,7 +196,7 @@ class KeyRing:
     def replace(self, records: dict[bytes, KeyRecord], version: str | None = None) -> None:
         self._records = records
         self.loaded = True
-        self.loaded_at = time.time()
+        self.loaded_at = self.clock()
         self.version = version
 
     def load_document(self, raw: bytes | str, version: str | None = None) -> list[str]:

@@ -10,6 +10,7 @@ import calendar
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from app.aliases import Model
@@ -33,8 +34,12 @@ ON_CLOUD_RUN = bool(os.environ.get("K_SERVICE"))
 
 
 class TokenProvider:
-    def __init__(self, retry_seconds: float) -> None:
+    """The service account's access token. `clock` is the wall-clock time (Unix seconds) that the token's
+    expiry and the spacing of failed refreshes are judged by; tests pass a fake one."""
+
+    def __init__(self, retry_seconds: float, clock: Callable[[], float] = time.time) -> None:
         self._retry_seconds = retry_seconds
+        self._clock = clock
         self._credentials: Any = None
         self._request: Any = None
         self._token: str | None = None
@@ -69,7 +74,7 @@ class TokenProvider:
         return self._start_refresh()
 
     async def token(self) -> str:
-        now = time.time()
+        now = self._clock()
         if self._token is not None:
             if now < self._expiry - REFRESH_AHEAD_SECONDS:
                 return self._token
@@ -92,7 +97,7 @@ class TokenProvider:
             await asyncio.wait_for(asyncio.shield(self._start_refresh()), wait)
         except TimeoutError:
             self.error = self.error or f"token refresh took longer than {wait:g} s"
-        if self._token is None or time.time() >= self._expiry - MIN_TOKEN_LIFE_SECONDS:
+        if self._token is None or self._clock() >= self._expiry - MIN_TOKEN_LIFE_SECONDS:
             raise self.unavailable()
         return self._token
 
@@ -121,7 +126,7 @@ class TokenProvider:
     def _failed(self, exc: Exception) -> None:
         import google.auth.exceptions
 
-        self._failed_at = time.time()
+        self._failed_at = self._clock()
         # On Cloud Run (which sets K_SERVICE) credentials come from the metadata server, so failing to find
         # them is a hiccup to retry; elsewhere it means nobody ran `gcloud auth application-default login`.
         self.missing = isinstance(exc, google.auth.exceptions.DefaultCredentialsError) and not ON_CLOUD_RUN
@@ -145,7 +150,7 @@ class TokenProvider:
         self._credentials.refresh(self._request)
         expiry = self._credentials.expiry
         # google-auth keeps expiry as a naive UTC datetime.
-        seconds = calendar.timegm(expiry.utctimetuple()) if expiry is not None else time.time() + 3000
+        seconds = calendar.timegm(expiry.utctimetuple()) if expiry is not None else self._clock() + 3000
         return self._credentials.token, float(seconds)
 
     def unavailable(self) -> GatewayError:

@@ -6,6 +6,7 @@ from app.auth import authenticate, authorize, presented_key
 from app.config import DEFAULT_ALIASES, DEFAULT_PASSTHROUGH
 from app.errors import GatewayError
 from app.keys import KeyRing
+from tests.clock import Clock
 
 RING = KeyRing()
 RING.load_document(
@@ -54,6 +55,21 @@ def test_refusals_are_401_with_a_reason(key: str | None, fragment: str) -> None:
         authenticate(RING, headers, "")
     assert info.value.status == 401 and fragment in info.value.message
     assert key is None or key not in info.value.message
+
+
+def test_expiry_takes_effect_at_the_moment() -> None:
+    clock = Clock(1893455999.0)  # a second before 2030-01-01T00:00:00Z
+    ring = KeyRing(clock)
+    ring.load_document(orjson.dumps([{"id": "e", "key": "sk_live_expiring", "expires": "2030-01-01T00:00:00Z"}]))
+    headers = {b"x-api-key": b"sk_live_expiring"}
+    assert authenticate(ring, headers, "").id == "e"
+    clock.advance(0.999)
+    assert authenticate(ring, headers, "").id == "e"
+    clock.advance(0.001)
+    with pytest.raises(GatewayError) as info:
+        authenticate(ring, headers, "")
+    assert info.value.status == 401 and info.value.code == "expired_api_key"
+    assert "expired at 2030-01-01T00:00:00Z" in info.value.message
 
 
 def test_no_keys_loaded_is_503() -> None:
