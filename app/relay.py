@@ -73,7 +73,17 @@ async def relay(
     if answer is not None:
         await _translate_stream(response, answer, out, line)
         return
-    sniffer = UsageSniffer()
+    await pass_stream(response, UsageSniffer(), out, line)
+
+
+class Sniffer(Protocol):
+    usage: dict[str, int] | None
+
+    def feed(self, chunk: bytes) -> None: ...
+
+
+async def pass_stream(response: UpstreamResponse, sniffer: Sniffer, out: Responder, line: RequestLog) -> None:
+    """Vertex's stream (headers already sent) passed on chunk by chunk as it arrives, usage picked out on the way."""
     try:
         async for chunk in response:
             line.mark_first_byte()

@@ -25,10 +25,10 @@ from app.auth import authorize
 from app.errors import GatewayError, Shape
 from app.logs import RequestLog
 from app.pipeline import Call, Endpoint, UpstreamCall, refuse_resources
-from app.relay import STREAM_HEADERS
+from app.relay import STREAM_HEADERS, pass_stream
 from app.relay import relay as relay_answer
 from app.resources import might_reference
-from app.upstream_client import UpstreamError, UpstreamResponse
+from app.upstream_client import UpstreamResponse
 from app.usage import UsageMetadataSniffer
 from app.vertex_paths import NativeCall, method_not_allowed, parse_native
 
@@ -142,20 +142,7 @@ class VertexPassthrough(Endpoint):
         line.status = response.status
         content_type = response.headers.get("Content-Type", "").encode("latin-1") or b"application/json"
         await out.start_stream(response.status, [(b"content-type", content_type), *STREAM_HEADERS[1:]])
-        sniffer = UsageMetadataSniffer()
-        try:
-            async for chunk in response:
-                line.mark_first_byte()
-                line.response_bytes += len(chunk)
-                sniffer.feed(chunk)
-                await out.chunk(chunk)
-        except UpstreamError as exc:
-            # Headers are out, so the status cannot change: end the stream and say why in the log.
-            line.outcome = "upstream_died_mid_stream"
-            line.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            line.usage = sniffer.usage
-        await out.end_stream()
+        await pass_stream(response, UsageMetadataSniffer(), out, line)
 
 
 def _wrong_publisher(native: NativeCall, model: Model) -> GatewayError:
