@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tests.conftest import API_KEYS, KEY_IDS, LOCATION, PROJECT
 from tests.fakes.metadata import FakeMetadata
 from tests.fakes.vertex import FakeVertex, Recorded
 from tests.harness import Gateway, start_gateway
+from tests.node_cli import npm_ci
 
 # The first test may include `npm ci` of a ~360 MB native package.
 pytestmark = [pytest.mark.e2e, pytest.mark.node, pytest.mark.timeout(900)]
@@ -39,19 +39,9 @@ RUN_TIMEOUT = 120
 
 def _install() -> str | None:
     """Install the pinned CLI if needed; return why it cannot run, or None."""
-    if not CLAUDE_BIN.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            return "npm is not installed: Claude Code (tests/node_claude) cannot be installed"
-        done = subprocess.run(
-            [npm, "ci", "--prefix", str(NODE_CLAUDE), "--no-audit", "--no-fund", "--loglevel=error"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if done.returncode != 0 or not CLAUDE_BIN.exists():
-            return f"npm ci --prefix tests/node_claude failed ({done.returncode}): {done.stderr.strip()[-600:]}"
+    why = npm_ci(NODE_CLAUDE, CLAUDE_BIN)
+    if why:
+        return why
     try:
         version = subprocess.run(
             [str(CLAUDE_BIN), "--version"], capture_output=True, text=True, timeout=60, check=False, env=_base_env()

@@ -12,7 +12,6 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import urllib.request
@@ -26,6 +25,7 @@ from app.thought_signatures import split
 from tests.conftest import ALIASES, API_KEYS, CHAT_UPSTREAM_PATH, KEY_IDS
 from tests.fakes.vertex import FakeVertex, Recorded
 from tests.harness import Gateway
+from tests.node_cli import npm_ci
 
 # The first test may include `npm ci` of the pinned package.
 pytestmark = [pytest.mark.e2e, pytest.mark.node, pytest.mark.timeout(600)]
@@ -53,19 +53,9 @@ def _base_env() -> dict[str, str]:
 
 def _install() -> str | None:
     """Install the pinned CLI if needed; return why it cannot run, or None."""
-    if not PI_BIN.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            return "npm is not installed: pi (tests/node_pi) cannot be installed"
-        done = subprocess.run(
-            [npm, "ci", "--prefix", str(NODE_PI), "--no-audit", "--no-fund", "--loglevel=error"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0 or not PI_BIN.exists():
-            return f"npm ci --prefix tests/node_pi failed ({done.returncode}): {done.stderr.strip()[-600:]}"
+    why = npm_ci(NODE_PI, PI_BIN, timeout=600)
+    if why:
+        return why
     pinned = json.loads((NODE_PI / "package.json").read_text())["dependencies"]["@mariozechner/pi-coding-agent"]
     with tempfile.TemporaryDirectory(prefix="pi-home-") as home:
         try:
