@@ -1,5 +1,5 @@
-"""Small ASGI helpers: headers in, body in (bounded), responses out through a Responder that knows
-whether the answer has started."""
+"""Small ASGI helpers: headers in, body in (bounded), responses out through a Responder that remembers
+what it sent."""
 
 from collections.abc import Iterable
 
@@ -64,17 +64,23 @@ class ClientGone(Exception):
 
 
 class Responder:
-    """The way out for one request: sends the answer and knows whether it has started, so an error
-    after the first byte is never answered a second time."""
+    """The way out for one request: sends the answer and remembers what it said (the status, 0 until the
+    answer starts, and the body bytes sent), so an error after the first byte is never answered a second
+    time and the request line records what the caller was told."""
 
-    __slots__ = ("_send", "started")
+    __slots__ = ("_send", "sent", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self.started = False
+        self.status = 0
+        self.sent = 0
+
+    @property
+    def started(self) -> bool:
+        return self.status != 0
 
     async def whole(self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> None:
-        self.started = True
+        self.status, self.sent = status, len(body)
         await self._send(
             {
                 "type": "http.response.start",
@@ -85,10 +91,11 @@ class Responder:
         await self._send({"type": "http.response.body", "body": body})
 
     async def start_stream(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.started = True
+        self.status = status
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def chunk(self, body: bytes) -> None:
+        self.sent += len(body)
         await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
     async def end_stream(self) -> None:

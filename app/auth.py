@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from app.aliases import Model
 from app.errors import GatewayError
-from app.keys import KeyRecord, KeyRing
+from app.key_ring import KeyRecord, KeyRing
 
 HOW_TO_SEND = "send it as 'Authorization: Bearer <key>', 'x-api-key: <key>' or 'x-goog-api-key: <key>'"
 

@@ -278,13 +278,12 @@ class Embeddings(ModelRoute):
             with CancelOnDisconnect(call.receive) as watch:
                 tokens = await self.embed(line, method, ask, runs, targets, vectors)
         except UpstreamFailed as failed:
-            line.status, line.error = failed.status, failed.logged
+            line.error = failed.logged
             line.mark_first_byte()
-            line.response_bytes = len(failed.body)
             await call.out.whole(failed.status, failed.headers, failed.body)
             return
         if watch.disconnected:
-            line.status, line.outcome = 499, "client_disconnected"
+            line.outcome = "client_disconnected"
             return
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         line.usage = normalize_usage(usage)
@@ -342,7 +341,6 @@ async def answer(call: Call, vectors: list[bytes], model_name: str, usage: dict[
     tail = b'],"model":%b,"usage":%b}' % (orjson.dumps(model_name), orjson.dumps(usage))
     size = len(head) + sum(map(len, vectors)) + len(vectors) - 1 + len(tail)
     line = call.line
-    line.status, line.response_bytes = 200, size
     line.mark_first_byte()
     if size <= MAX_WHOLE_BODY:
         await call.out.whole(200, JSON_HEADERS, head + b",".join(vectors) + tail)

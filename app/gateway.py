@@ -7,8 +7,8 @@ import logging
 from app.aliases import ModelTable
 from app.config import Settings
 from app.errors import GatewayError
+from app.key_ring import KeyDocumentError, KeyRing
 from app.key_sources import KeyRefresher, make_source
-from app.keys import KeyDocumentError, KeyRing
 from app.limits import KeyLimits
 from app.logs import request_lines
 from app.upstream import Upstream

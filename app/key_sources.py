@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.config import Settings
-from app.keys import KeyDocumentError, KeyRing
+from app.key_ring import KeyDocumentError, KeyRing
 
-log = logging.getLogger("app.keys")
+logger = logging.getLogger("app.keys")
 
 # Until the first good load, retry sooner than the refresh interval so a revision
 # whose secret was briefly unreadable becomes ready quickly.
@@ -180,8 +180,8 @@ class KeyRefresher:
                 except KeyDocumentError as exc:
                     return self._failed(exc, f"{self.source.description} ({version}): {exc}")
                 for problem in problems:
-                    log.error("%s (%s): %s", self.source.description, version, problem)
-                log.info("loaded %d keys from %s (%s)", len(self.ring), self.source.description, version)
+                    logger.error("%s (%s): %s", self.source.description, version, problem)
+                logger.info("loaded %d keys from %s (%s)", len(self.ring), self.source.description, version)
         self.last_error, self.failed_for_good = None, False
         self._fresh_at = started
         return True
@@ -190,7 +190,7 @@ class KeyRefresher:
         self.last_error = message
         self.failed_for_good = type(exc).__name__ in _PERMANENT_ERRORS
         suffix = "; keeping the last good key set" if self.ring.loaded else "; no keys loaded yet, /v1 answers 503"
-        log.error("%s%s", message, suffix)
+        logger.error("%s%s", message, suffix)
         return False
 
     async def first_load(self, wait: float) -> None:
@@ -200,7 +200,7 @@ class KeyRefresher:
         deadline = loop.time() + wait  # real time, not the clock: the worker sits out this wait
         while not await self.load_once():
             if self.failed_for_good or loop.time() + STARTUP_RETRY_SECONDS > deadline:
-                log.error("serving without keys until %s can be read; /v1 answers 503 meanwhile", self.source.kind)
+                logger.error("serving without keys until %s can be read; /v1 answers 503 meanwhile", self.source.kind)
                 return
             await asyncio.sleep(STARTUP_RETRY_SECONDS)
 
@@ -221,7 +221,7 @@ class KeyRefresher:
         try:
             await asyncio.wait_for(asyncio.shield(self.load_once()), FRESHEN_WAIT_SECONDS)
         except TimeoutError:
-            log.warning("key refresh took over %g s; this request uses the last good key set", FRESHEN_WAIT_SECONDS)
+            logger.warning("key refresh took over %g s; this request uses the last good key set", FRESHEN_WAIT_SECONDS)
 
     async def run(self) -> None:
         while self.source.refreshes or not self.ring.loaded:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from app.errors import GatewayError
-from app.keys import KeyRecord
+from app.key_ring import KeyRecord
 
 WINDOW = 60  # seconds, one slot each
 

@@ -19,11 +19,11 @@ from app.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from app.asgi import header_map
 from app.config import ConfigError, Settings, load_settings
 from app.embeddings_api import Embeddings
-from app.errors import INTERNAL_ERROR, GatewayError
+from app.errors import INTERNAL_ERROR, GatewayError, render
 from app.gateway import Gateway
 from app.logs import RequestLog, setup_logging
 from app.openai_api import ModelGet, ModelList, VertexChat
-from app.pipeline import ModelRoute, refusal
+from app.pipeline import ModelRoute
 from app.route_hints import not_found, shape_for
 from app.vertex_api import VertexPassthrough
 from app.vertex_paths import PREFIX as VERTEX_PREFIX
@@ -34,7 +34,8 @@ logger = logging.getLogger("app")
 def _error_response(request: Request, error: GatewayError) -> Response:
     client = request.client
     line = RequestLog(request.method, request.url.path, header_map(request.scope), client.host if client else None)
-    status, headers, body = refusal(shape_for(request.url.path), error, line)
+    status, headers, body = render(shape_for(request.url.path), error)
+    line.status, line.error, line.response_bytes = status, error.message, len(body)
     line.emit(request.app.state.gateway.project)
     return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
 

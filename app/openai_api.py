@@ -35,7 +35,6 @@ class ModelList(Endpoint):
     async def handle(self, call: Call) -> None:
         record = await self.authenticate(call)
         visible = [m for m in self.gateway.models.models if record.may_use(m)]
-        call.line.status = 200
         await call.out.whole(
             200, JSON_HEADERS, orjson.dumps({"object": "list", "data": [model_object(m) for m in visible]})
         )
@@ -54,7 +53,7 @@ class ModelGet(Endpoint):
                 code="model_not_found",
             )
         authorize(record, model)
-        call.line.alias, call.line.vertex_model, call.line.status = model.alias, model.vertex_id, 200
+        call.line.alias, call.line.vertex_model = model.alias, model.vertex_id
         await call.out.whole(200, JSON_HEADERS, orjson.dumps(model_object(model)))
 
 

@@ -21,9 +21,9 @@ from app.apis import OPENAI_CHAT, ClientApi, client_api_of
 from app.asgi import ClientGone, Responder, header_map, read_body
 from app.auth import authenticate, authorize
 from app.disconnect import CancelOnDisconnect
-from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
+from app.errors import INTERNAL_ERROR, GatewayError, render
 from app.gateway import Gateway
-from app.keys import KeyRecord
+from app.key_ring import KeyRecord
 from app.limits import Lease
 from app.logs import RequestLog
 from app.relay import Translator, relay
@@ -64,13 +64,6 @@ class UpstreamApi(Protocol):
     def prepare(self, call: Call, model: Model, request: dict[str, Any]) -> UpstreamCall: ...
 
 
-def refusal(shape: Shape, error: GatewayError, line: RequestLog) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """An error rendered in the caller's shape, and recorded on its request line."""
-    status, headers, body = render(shape, error)
-    line.status, line.error, line.response_bytes = status, error.message, len(body)
-    return status, headers, body
-
-
 class Endpoint:
     """An ASGI endpoint bound to the worker's Gateway; subclasses implement `handle` and raise GatewayError
     for refusals."""
@@ -90,22 +83,24 @@ class Endpoint:
         try:
             await self.handle(call)
         except GatewayError as exc:
-            if call.out.started:  # nothing more can be said to the caller; the line says it
-                line.error = exc.message
-            else:
-                await call.out.whole(*refusal(self.client_api.shape, exc, line))
+            # After the first byte nothing more can be said to the caller; the line says it.
+            line.error = exc.message
+            if not call.out.started:
+                await call.out.whole(*render(self.client_api.shape, exc))
         except ClientGone:
-            line.status, line.outcome = 499, "client_disconnected"
+            line.outcome = "client_disconnected"
         except Exception:
             # A bug: logged with its stack, answered as JSON (never a traceback), one request line as always.
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            line.error = "internal error"
             if not call.out.started:
                 await call.out.whole(*render(self.client_api.shape, INTERNAL_ERROR))
-            line.status, line.error = 500, "internal error"
         finally:
-            # Every way out passes here (answers, errors, hang-ups, cancellation, streams run out).
+            # Every way out passes here (answers, errors, hang-ups, cancellation, streams run out). The line
+            # records what the caller was told; nothing at all means the caller left first (nginx's 499).
             if call.lease is not None:
                 call.lease.release()
+            line.status, line.response_bytes = call.out.status or 499, call.out.sent
             line.emit(self.gateway.project)
 
     async def handle(self, call: Call) -> None:
@@ -143,7 +138,7 @@ class Endpoint:
             async with upstream.exchange(target.url, target.payload, target.stream, call.line) as response:
                 await self.relay(response, target, self.client_api.shape, call.out, call.line)
         if watch.disconnected:
-            call.line.status, call.line.outcome = call.line.status or 499, "client_disconnected"
+            call.line.outcome = "client_disconnected"
 
 
 class ModelRoute(Endpoint):

@@ -1,6 +1,6 @@
 """Vertex's answer to the caller: an error converted to the caller's shape, a whole answer bounded in
 size, or a stream passed on chunk by chunk (through a Translator where the client speaks another API);
-the request line learns the status, bytes and usage."""
+the request line learns the usage and what went wrong (the Responder knows the status and bytes sent)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,6 @@ async def relay(
     response: UpstreamResponse, target: UpstreamCall, shape: Shape, out: Responder, line: RequestLog
 ) -> None:
     """Send Vertex's answer to the client; the caller owns (and closes) `response`."""
-    line.status = response.status
     if response.status >= 400:
         await _relay_error(response, target, shape, out, line)
         return
@@ -87,7 +86,6 @@ async def pass_stream(response: UpstreamResponse, sniffer: Sniffer, out: Respond
     try:
         async for chunk in response:
             line.mark_first_byte()
-            line.response_bytes += len(chunk)
             sniffer.feed(chunk)
             await out.chunk(chunk)
     except UpstreamError as exc:
@@ -105,7 +103,6 @@ async def _translate_stream(response: UpstreamResponse, answer: Translator, out:
             line.mark_first_byte()
             translated = answer.chunk(chunk)
             if translated:
-                line.response_bytes += len(translated)
                 await out.chunk(translated)
         tail = answer.end()
     except UpstreamError as exc:
@@ -114,7 +111,6 @@ async def _translate_stream(response: UpstreamResponse, answer: Translator, out:
         tail = answer.broken(f"Vertex AI broke off its answer ({type(exc).__name__}); retry")
     finally:
         line.usage = answer.usage
-    line.response_bytes += len(tail)
     await out.chunk(tail)
     await out.end_stream()
 
@@ -123,7 +119,7 @@ async def _relay_error(
     response: UpstreamResponse, target: UpstreamCall, shape: Shape, out: Responder, line: RequestLog
 ) -> None:
     status, headers, converted, logged = await error_answer(response, target, shape)
-    line.status, line.error = status, logged
+    line.error = logged
     await _send_whole(out, status, headers, converted, line)
 
 
@@ -154,7 +150,6 @@ async def _send_whole(
     out: Responder, status: int, headers: list[tuple[bytes, bytes]], body: bytes, line: RequestLog
 ) -> None:
     line.mark_first_byte()
-    line.response_bytes = len(body)
     await out.whole(status, headers, body)
 
 

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.errors import GatewayError
 from app.upstream_client import UpstreamClient, default_ssl_context
 
-log = logging.getLogger("app.vertex")
+logger = logging.getLogger("app.vertex")
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 # Refresh this long before expiry, in the background, while the old token still works.
@@ -132,10 +132,10 @@ class TokenProvider:
         self.missing = isinstance(exc, google.auth.exceptions.DefaultCredentialsError) and not ON_CLOUD_RUN
         if self.missing:
             self.error = f"no Google credentials found ({exc})"
-            log.error("%s; locally, run 'gcloud auth application-default login'", self.error)
+            logger.error("%s; locally, run 'gcloud auth application-default login'", self.error)
         else:
             self.error = f"refreshing the Google access token failed ({type(exc).__name__}: {exc})"
-            log.error("%s", self.error)
+            logger.error("%s", self.error)
 
     @property
     def status(self) -> str:

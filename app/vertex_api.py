@@ -139,7 +139,6 @@ class VertexPassthrough(Endpoint):
         if response.status >= 400 or not target.stream or not isinstance(target, GeminiCall):
             await relay_answer(response, target, shape, out, line)
             return
-        line.status = response.status
         content_type = response.headers.get("Content-Type", "").encode("latin-1") or b"application/json"
         await out.start_stream(response.status, [(b"content-type", content_type), *STREAM_HEADERS[1:]])
         await pass_stream(response, UsageMetadataSniffer(), out, line)

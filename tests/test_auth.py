@@ -5,7 +5,7 @@ from app.aliases import ModelTable
 from app.auth import authenticate, authorize, presented_key
 from app.config import DEFAULT_ALIASES, DEFAULT_PASSTHROUGH
 from app.errors import GatewayError
-from app.keys import KeyRing
+from app.key_ring import KeyRing
 from tests.clock import Clock
 
 RING = KeyRing()

@@ -1,4 +1,4 @@
-"""One key-document schema (issue 11): the gateway (app/keys.py) and scripts/keys judge every document alike.
+"""One key-document schema (issue 11): the gateway (app/key_ring.py) and scripts/keys judge every document alike.
 
 scripts/keys is a single stdlib-only file that restates the gateway's rules (it runs with any system
 python3, without the app's dependencies). This table is the contract between the two restatements:
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from app.keys import KeyDocumentError, parse_key_document
+from app.key_ring import KeyDocumentError, parse_key_document
 
 KEYS_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "keys"
 
@@ -213,7 +213,7 @@ def test_the_tool_writes_nothing_the_gateway_would_skip() -> None:
 
 
 def test_the_restated_constants_match_the_gateway() -> None:
-    from app import keys as gateway
+    from app import key_ring as gateway
 
     tool = keys_tool()
     assert tool.MAX_LIMIT == gateway.MAX_LIMIT

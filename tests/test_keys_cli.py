@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from app.keys import parse_key_document
+from app.key_ring import parse_key_document
 from tests.fakes.secretmanager import FakeSecretManager
 
 REPO = Path(__file__).resolve().parent.parent
@@ -539,8 +539,8 @@ def file_stamp(path: Path) -> tuple[int, int]:
 
 
 def test_file_mode_manages_the_local_key_file_the_gateway_reads(tmp_path: Path) -> None:
+    from app.key_ring import KeyRing
     from app.key_sources import FileSource
-    from app.keys import KeyRing
 
     path = tmp_path / ".local" / "keys.json"
     env = file_env(tmp_path)

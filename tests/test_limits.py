@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from app.errors import GatewayError
-from app.keys import KeyRecord, parse_key_document
+from app.key_ring import KeyRecord, parse_key_document
 from app.limits import KeyLimits
 from tests.fakes.vertex import FakeVertex
 from tests.harness import Gateway, start_gateway

@@ -5,7 +5,6 @@ plaintext, and the document itself may carry only digests.
 """
 
 import hashlib
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -18,8 +17,6 @@ import orjson
 
 if TYPE_CHECKING:
     from app.aliases import Model
-
-log = logging.getLogger("app.keys")
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 # An entry of `models`: an alias (app/config.py ALIAS_RE's characters) or a glob over aliases and model ids.

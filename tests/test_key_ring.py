@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from app.aliases import Model
-from app.keys import KeyDocumentError, KeyRecord, KeyRing, parse_key_document
+from app.key_ring import KeyDocumentError, KeyRecord, KeyRing, parse_key_document
 
 
 def doc(*entries: object) -> bytes:
