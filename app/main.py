@@ -4,6 +4,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import orjson
 from starlette.applications import Starlette
@@ -16,14 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import pages
 from app.anthropic_api import ClaudeCountTokens, ClaudeMessages, GeminiCountTokens, GeminiMessages
 from app.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
-from app.asgi import header_map
 from app.config import ConfigError, Settings, load_settings
 from app.embeddings_api import Embeddings
-from app.errors import INTERNAL_ERROR, GatewayError, render
+from app.errors import INTERNAL_ERROR, GatewayError
 from app.gateway import Gateway
-from app.logs import RequestLog, setup_logging
+from app.logs import setup_logging
 from app.openai_api import ModelGet, ModelList, VertexChat
-from app.pipeline import ModelRoute
+from app.pipeline import ModelRoute, Refusal
 from app.route_hints import not_found, shape_for
 from app.vertex_api import VertexPassthrough
 from app.vertex_paths import PREFIX as VERTEX_PREFIX
@@ -31,16 +31,8 @@ from app.vertex_paths import PREFIX as VERTEX_PREFIX
 logger = logging.getLogger("app")
 
 
-def _error_response(request: Request, error: GatewayError) -> Response:
-    client = request.client
-    line = RequestLog(request.method, request.url.path, header_map(request.scope), client.host if client else None)
-    status, headers, body = render(shape_for(request.url.path), error)
-    line.status, line.error, line.response_bytes = status, error.message, len(body)
-    line.emit(request.app.state.gateway.project)
-    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
+async def http_error(gateway: Gateway, request: Request, exc: Exception) -> ASGIApp:
+    """Starlette's own 404 (no route) and 405 (a route, another method), refused as every endpoint refuses."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
@@ -54,16 +46,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
         error = not_found(request.method, request.url.path, pages.base_url(request))
     else:
         error = GatewayError(exc.status_code, str(exc.detail))
-    return _error_response(request, error)
+    return Refusal(gateway, shape_for(request.url.path), error)
 
 
-async def server_error(request: Request, exc: Exception) -> Response:
+async def server_error(gateway: Gateway, request: Request, exc: Exception) -> ASGIApp:
+    """A bug outside the endpoints (the pages, /health): logged with its stack, answered as JSON."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error_response(request, INTERNAL_ERROR)
+    return Refusal(gateway, shape_for(request.url.path), INTERNAL_ERROR)
 
 
-async def health(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
+async def health(gateway: Gateway, request: Request) -> Response:
     # Readiness is the keys alone: a metadata-server hiccup must not take a Cloud Run revision out of
     # service, so the credentials' state is reported but never fails the check.
     credentials = gateway.tokens.status
@@ -140,12 +132,12 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
         Route("/v1/embeddings", Embeddings(gateway), methods=["POST"]),
     ]
     routes = [
-        Route("/", pages.splash, methods=["GET"]),
-        Route("/docs", pages.runbook, methods=["GET"]),
+        Route("/", partial(pages.splash, gateway), methods=["GET"]),
+        Route("/docs", partial(pages.runbook, gateway), methods=["GET"]),
         # /health, because Cloud Run's front end answers paths ending in "z" itself (SPEC, platform facts);
         # /healthz stays for local use and for probes written before.
-        Route("/health", health, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route("/health", partial(health, gateway), methods=["GET"]),
+        Route("/healthz", partial(health, gateway), methods=["GET"]),
         Route("/v1/models", ModelList(gateway), methods=["GET"]),
         Route("/v1/models/{model_id:path}", ModelGet(gateway), methods=["GET"]),
         *hot,
@@ -153,13 +145,13 @@ def create_app(settings: Settings | None = None) -> FastRoutes:
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        # Each returns a Refusal: Endpoint.__call__ answers and logs it (Starlette runs whatever ASGI app a
+        # handler returns).
+        exception_handlers={HTTPException: partial(http_error, gateway), Exception: partial(server_error, gateway)},
     )
     # Starlette would answer `/v1/messages/` with a 307 to a Location built from the client's Host (and
     # `http`), unauthenticated and unlogged; SDKs follow it and re-send the key. A 404 says what to fix.
     starlette.router.redirect_slashes = False
-    # The pages, /health and Starlette's own errors read the Gateway here (Starlette hands them only the request).
-    starlette.state.gateway = gateway
     # The native Vertex passthrough: every /vertex/… path, whatever the method (app/vertex_paths.py says what
     # it serves; the rest is refused in Google's error shape).
     return FastRoutes(starlette, hot, {VERTEX_PREFIX: VertexPassthrough(gateway)})

@@ -65,15 +65,14 @@ def _values(models: ModelTable, url: str, refresh_seconds: float) -> dict[str, s
     }
 
 
-def _page(template: Template, request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
+def _page(template: Template, gateway: Gateway, request: Request) -> Response:
     values = _values(gateway.models, base_url(request), gateway.settings.keys_refresh_seconds)
     return HTMLResponse(template.substitute(values), headers=SECURITY_HEADERS)
 
 
-async def splash(request: Request) -> Response:
-    return _page(SPLASH, request)
+async def splash(gateway: Gateway, request: Request) -> Response:
+    return _page(SPLASH, gateway, request)
 
 
-async def runbook(request: Request) -> Response:
-    return _page(RUNBOOK, request)
+async def runbook(gateway: Gateway, request: Request) -> Response:
+    return _page(RUNBOOK, gateway, request)

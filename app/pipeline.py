@@ -21,7 +21,7 @@ from app.apis import OPENAI_CHAT, ClientApi, client_api_of
 from app.asgi import ClientGone, Responder, header_map, read_body
 from app.auth import authenticate, authorize
 from app.disconnect import CancelOnDisconnect
-from app.errors import INTERNAL_ERROR, GatewayError, render
+from app.errors import INTERNAL_ERROR, GatewayError, Shape, render
 from app.gateway import Gateway
 from app.key_ring import KeyRecord
 from app.limits import Lease
@@ -86,7 +86,7 @@ class Endpoint:
             # After the first byte nothing more can be said to the caller; the line says it.
             line.error = exc.message
             if not call.out.started:
-                await call.out.whole(*render(self.client_api.shape, exc))
+                await call.out.whole(*render(self.shape, exc))
         except ClientGone:
             line.outcome = "client_disconnected"
         except Exception:
@@ -94,7 +94,7 @@ class Endpoint:
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
             line.error = "internal error"
             if not call.out.started:
-                await call.out.whole(*render(self.client_api.shape, INTERNAL_ERROR))
+                await call.out.whole(*render(self.shape, INTERNAL_ERROR))
         finally:
             # Every way out passes here (answers, errors, hang-ups, cancellation, streams run out). The line
             # records what the caller was told; nothing at all means the caller left first (nginx's 499).
@@ -102,6 +102,11 @@ class Endpoint:
                 call.lease.release()
             line.status, line.response_bytes = call.out.status or 499, call.out.sent
             line.emit(self.gateway.project)
+
+    @property
+    def shape(self) -> Shape:
+        """How this endpoint's refusals are rendered: its client API's error shape."""
+        return self.client_api.shape
 
     async def handle(self, call: Call) -> None:
         raise NotImplementedError
@@ -139,6 +144,22 @@ class Endpoint:
                 await self.relay(response, target, self.client_api.shape, call.out, call.line)
         if watch.disconnected:
             call.line.outcome = "client_disconnected"
+
+
+class Refusal(Endpoint):
+    """Starlette's own errors (no route, another method, a bug outside the endpoints) as an endpoint that only
+    refuses: answered and logged like every endpoint's refusals, in the shape the path's caller expects."""
+
+    def __init__(self, gateway: Gateway, shape: Shape, error: GatewayError) -> None:
+        super().__init__(gateway)
+        self._shape, self.error = shape, error
+
+    @property
+    def shape(self) -> Shape:
+        return self._shape
+
+    async def handle(self, call: Call) -> None:
+        raise self.error
 
 
 class ModelRoute(Endpoint):
