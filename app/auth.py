@@ -23,14 +23,8 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
     return key.decode("latin-1") if key else None
 
 
-def authenticate(ring: KeyRing, headers: dict[bytes, bytes], keys_problem: str) -> KeyRecord:
-    if not ring.loaded:
-        raise GatewayError(
-            503,
-            f"The gateway has not loaded its API keys yet ({keys_problem}); retry shortly, and if this persists "
-            "the operator should check the key source (API_KEYS_SECRET / API_KEYS_FILE / API_KEYS_JSON)",
-            code="keys_unavailable",
-        )
+def authenticate(ring: KeyRing, headers: dict[bytes, bytes]) -> KeyRecord:
+    """The record of the presented key, or 401 saying why not. The ring must be loaded (Gateway.keys_ready)."""
     key = presented_key(headers)
     if key is None:
         raise GatewayError(401, f"Missing API key: {HOW_TO_SEND}", code="missing_api_key")

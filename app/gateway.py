@@ -36,6 +36,16 @@ class Gateway:
     def project(self) -> str | None:
         return self.settings.project or self.tokens.project
 
+    def keys_ready(self) -> None:
+        """Refuse with 503 while no key set is loaded (every key would look unknown): says why, and to retry."""
+        if not self.ring.loaded:
+            raise GatewayError(
+                503,
+                f"The gateway has not loaded its API keys yet ({self.keys_problem}); retry shortly, and if this "
+                "persists the operator should check the key source (API_KEYS_SECRET / API_KEYS_FILE / API_KEYS_JSON)",
+                code="keys_unavailable",
+            )
+
     @property
     def keys_problem(self) -> str:
         """Why no keys are loaded, in words fit for an unauthenticated caller: the details

@@ -117,7 +117,8 @@ class Endpoint:
             # The refresh loop was starved (an idle Cloud Run instance has its CPU throttled):
             # a revoked key must not outlive the refresh interval by more than a read.
             await refresher.freshen()
-        record = authenticate(self.gateway.ring, call.headers, self.gateway.keys_problem)
+        self.gateway.keys_ready()
+        record = authenticate(self.gateway.ring, call.headers)
         call.line.key_id = record.id
         return record
 
