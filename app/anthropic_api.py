@@ -13,7 +13,8 @@ import orjson
 
 from app.aliases import Model
 from app.gemini_messages import CountTokensAnswer, MessagesAnswer, Translated, count_tokens_request, gemini_request
-from app.pipeline import Call, UpstreamCall
+from app.pipeline import Call
+from app.upstream_call import UpstreamCall
 
 logger = logging.getLogger("app.anthropic")
 

@@ -30,8 +30,9 @@ from app.disconnect import CancelOnDisconnect
 from app.errors import JSON_HEADERS, GatewayError
 from app.gateway import Gateway
 from app.logs import RequestLog
-from app.pipeline import Call, ModelRoute, UpstreamCall
+from app.pipeline import Call, ModelRoute
 from app.relay import MAX_WHOLE_BODY, error_answer, read_answer
+from app.upstream_call import UpstreamCall
 from app.usage import normalize_usage
 
 # OpenAI's own bound on the texts in one request (its API reference: "any array must be 2048 dimensions or less").

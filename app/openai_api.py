@@ -10,8 +10,9 @@ from app.aliases import Model
 from app.apis import client_api_of, client_apis_of
 from app.auth import authorize
 from app.errors import JSON_HEADERS, GatewayError
-from app.pipeline import Call, Endpoint, UpstreamCall
+from app.pipeline import Call, Endpoint
 from app.thought_signatures import ChatAnswer, restore_chat
+from app.upstream_call import UpstreamCall
 
 logger = logging.getLogger("app")
 

@@ -26,8 +26,9 @@ from app.gateway import Gateway
 from app.key_ring import KeyRecord
 from app.limits import Lease
 from app.logs import RequestLog
-from app.relay import Translator, relay
+from app.relay import relay
 from app.resources import find_reference, might_reference
+from app.upstream_call import UpstreamCall
 
 logger = logging.getLogger("app")
 
@@ -43,19 +44,6 @@ class Call:
     headers: dict[bytes, bytes]
     line: RequestLog
     lease: Lease | None = None  # the key's in-flight slot, given back when the request ends
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamCall:
-    """What to send Vertex for one request, and how to turn its answer into the client API's."""
-
-    url: str
-    payload: bytes
-    stream: bool
-    # None where Vertex already answers in the client's API: its bytes pass through untouched.
-    answer: Translator | None = None
-    # Said instead of Vertex's own message when it answers 404 (a passed-through model it does not serve).
-    not_found: str | None = None
 
 
 class UpstreamApi(Protocol):

@@ -2,19 +2,15 @@
 size, or a stream passed on chunk by chunk (through a Translator where the client speaks another API);
 the request line learns the usage and what went wrong (the Responder knows the status and bytes sent)."""
 
-from __future__ import annotations
-
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from app.asgi import Responder
 from app.errors import JSON_HEADERS, GatewayError, Shape, convert_upstream_error, render
 from app.logs import RequestLog
+from app.upstream_call import Translator, UpstreamCall
 from app.upstream_client import BodyTooLarge, ReadTimeout, UpstreamError, UpstreamResponse
 from app.usage import UsageSniffer, usage_of_json
-
-if TYPE_CHECKING:
-    from app.pipeline import UpstreamCall
 
 MAX_ERROR_BODY = 1 << 20
 # A whole (non-stream) answer is held in memory before it is sent. Cloud Run cannot return a larger
@@ -27,25 +23,6 @@ STREAM_HEADERS = [
     # Tell any buffering proxy in front of us to pass events through as they come.
     (b"x-accel-buffering", b"no"),
 ]
-
-
-class Translator(Protocol):
-    """Turns one successful Vertex answer into the client API's answer (one object per request).
-
-    `whole` takes a complete JSON answer; `chunk` takes stream bytes as they arrive (split anywhere) and
-    returns what to send now (maybe nothing); `end` the bytes that close a stream that ended cleanly;
-    `broken` those that close one Vertex broke off. A GatewayError from `whole` becomes the answer.
-    """
-
-    usage: dict[str, int] | None
-
-    def whole(self, body: bytes) -> bytes: ...
-
-    def chunk(self, data: bytes) -> bytes: ...
-
-    def end(self) -> bytes: ...
-
-    def broken(self, reason: str) -> bytes: ...
 
 
 async def relay(

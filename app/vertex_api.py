@@ -24,10 +24,11 @@ from app.asgi import Responder
 from app.auth import authorize
 from app.errors import GatewayError, Shape
 from app.logs import RequestLog
-from app.pipeline import Call, Endpoint, UpstreamCall, refuse_resources
+from app.pipeline import Call, Endpoint, refuse_resources
 from app.relay import STREAM_HEADERS, pass_stream
 from app.relay import relay as relay_answer
 from app.resources import might_reference
+from app.upstream_call import UpstreamCall
 from app.upstream_client import UpstreamResponse
 from app.usage import UsageMetadataSniffer
 from app.vertex_paths import NativeCall, method_not_allowed, parse_native
