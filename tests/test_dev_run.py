@@ -69,3 +69,26 @@ def test_the_stand_in_leaves_with_the_gateway(dev_run: DevRun) -> None:
         time.sleep(0.2)
     os.kill(dev_run.standin_pid, signal.SIGKILL)
     pytest.fail("the stand-in outlived the gateway it served")
+
+
+DIGEST = {"id": "ci", "sha256": "0" * 64}
+
+
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        # scripts/keys --file writes digests: the dev key is found by its id, not by its place in the list.
+        ([DIGEST, {"id": "dev", "key": "sk_dev_kept_0123456789"}], "dev key: sk_dev_kept_0123456789"),
+        ([DIGEST], "holds no plain-text key (only sha256 digests?): issue one with 'scripts/keys --file"),
+    ],
+)
+def test_a_key_file_made_by_scripts_keys_still_starts(
+    tmp_path: Path, document: list[dict[str, str]], says: str
+) -> None:
+    run = start_make_run(tmp_path, document)
+    try:
+        log = run.log.read_text()
+        assert says in log, log[-2000:]
+        assert "Traceback" not in log
+    finally:
+        run.stop()

@@ -80,10 +80,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_make_run(workdir: Path) -> MakeRun:
-    """scripts/dev-run (what `make run` runs once the venv exists), set up as tests/test_dev_run.py does."""
+def start_make_run(workdir: Path, keys_document: list[dict[str, object]] | None = None) -> MakeRun:
+    """scripts/dev-run (what `make run` runs once the venv exists), set up as tests/test_dev_run.py does: with
+    no key file (it makes one with a dev key), or with `keys_document` written there first."""
     port = free_port()
     keys = workdir / "keys.json"
+    if keys_document is not None:
+        keys.write_text(json.dumps(keys_document))
     env = {
         "PATH": os.environ["PATH"],
         "LANG": "C.UTF-8",
@@ -105,6 +108,8 @@ def start_make_run(workdir: Path) -> MakeRun:
             proc.wait(5)
             pytest.fail(f"make run did not come up: {log.read_text()[-2000:]}")
         time.sleep(0.2)
+    if keys_document is not None:
+        return MakeRun(proc, url, "", log)
     key = json.loads(keys.read_text())[0]["key"]
     assert key.startswith("sk_dev_") and key in log.read_text(), "make run prints the sk_dev_ key"
     return MakeRun(proc, url, key, log)
