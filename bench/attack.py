@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench
+import procs
 
 CONNECTIONS = 16
 PIECE = 64 * 1024
@@ -133,7 +133,7 @@ class Result:
 
 def attack_process(port: int, name: str, stop: EventType, out: Connection) -> None:
     """The attackers, in a process of their own so their GIL never delays the /health probe."""
-    os.sched_setaffinity(0, {int(bench.CPU_MOCK)})
+    os.sched_setaffinity(0, {int(procs.CPU_MOCK)})
     # Below the /health probe on the shared CPU: the probe should measure the gateway, not this.
     os.nice(10)
     attack = ATTACKS[name]
@@ -153,8 +153,8 @@ def attack_process(port: int, name: str, stop: EventType, out: Connection) -> No
 
 
 def run_attack(port: int, worker: int, name: str, seconds: float) -> Result:
-    before = bench.rss_mb([worker])
-    cpu_before = bench.cpu_seconds([worker])
+    before = procs.rss_mb([worker])
+    cpu_before = procs.cpu_seconds([worker])
     ctx = multiprocessing.get_context("fork")
     stop = ctx.Event()
     receiver, sender = ctx.Pipe(duplex=False)
@@ -165,7 +165,7 @@ def run_attack(port: int, worker: int, name: str, seconds: float) -> Result:
     peak, health, failures, stopped = before, [], 0, False
     next_probe = started
     while time.monotonic() < deadline:
-        peak = max(peak, bench.rss_mb([worker]))
+        peak = max(peak, procs.rss_mb([worker]))
         if peak > RSS_SAFETY_MB:
             stopped = True
             break
@@ -178,7 +178,7 @@ def run_attack(port: int, worker: int, name: str, seconds: float) -> Result:
             next_probe = time.monotonic() + 0.1
         time.sleep(0.02)
     elapsed = time.monotonic() - started
-    cpu = (bench.cpu_seconds([worker]) - cpu_before) / elapsed
+    cpu = (procs.cpu_seconds([worker]) - cpu_before) / elapsed
     stop.set()
     sent, cut = receiver.recv() if receiver.poll(20) else (0, 0)
     child.join(5)
@@ -191,23 +191,23 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="per attack (default 20)")
     p.add_argument("--attack", action="append", choices=sorted(ATTACKS), help="default: all")
-    p.add_argument("--app-root", type=Path, default=bench.ROOT, help="tree to run (default: this one)")
+    p.add_argument("--app-root", type=Path, default=procs.ROOT, help="tree to run (default: this one)")
     args = p.parse_args()
-    bench.APP_ROOT = args.app_root.resolve()
+    procs.APP_ROOT = args.app_root.resolve()
     # The attackers share CPU 0 with the mock; the gateway is on CPU 1, as in bench.py, and so is the
     # /health probe: on CPU 0 it would queue behind the attackers' loopback traffic and time that.
-    os.sched_setaffinity(0, {int(bench.CPU_SERVER)})
+    os.sched_setaffinity(0, {int(procs.CPU_SERVER)})
     names = args.attack or list(ATTACKS)
     results = []
     with tempfile.TemporaryDirectory(prefix="attack-") as tmp_name:
         tmp = Path(tmp_name)
-        mock_port, port = bench.free_port(), bench.free_port()
-        with bench.running(bench.spawn_mock(tmp, mock_port)) as mock:
-            bench.wait_ready(mock, "/computeMetadata/v1/project/project-id", 10)
+        mock_port, port = procs.free_port(), procs.free_port()
+        with procs.running(procs.spawn_mock(tmp, mock_port)) as mock:
+            procs.wait_ready(mock, "/computeMetadata/v1/project/project-id", 10)
             for name in names:
                 # A fresh gateway per attack, so one attack's heap is not the next one's baseline.
-                with bench.running(bench.start_gateway(tmp, port, mock_port, logname=f"gateway-{name}.log")) as gw:
-                    bench.wait_ready(gw, "/health", 60)
+                with procs.running(procs.start_gateway(tmp, port, mock_port, logname=f"gateway-{name}.log")) as gw:
+                    procs.wait_ready(gw, "/health", 60)
                     # Warm up until RSS settles: the token and key loaders import google-auth in the background.
                     settle = time.monotonic() + 30
                     last = -1.0
@@ -215,13 +215,13 @@ def main() -> int:
                         for _ in range(10):
                             health_ms(port)
                         time.sleep(1)
-                        rss = bench.rss_mb([gw.worker()])
+                        rss = procs.rss_mb([gw.worker()])
                         if abs(rss - last) < 0.5:
                             break
                         last = rss
-                    bench.log(f"{name}: {CONNECTIONS} connections for {args.seconds:g} s; worker pid {gw.worker()}")
+                    procs.log(f"{name}: {CONNECTIONS} connections for {args.seconds:g} s; worker pid {gw.worker()}")
                     results.append(run_attack(port, gw.worker(), name, args.seconds))
-    print(f"\n{CONNECTIONS} connections per attack; gateway: {bench.APP_ROOT}\n")
+    print(f"\n{CONNECTIONS} connections per attack; gateway: {procs.APP_ROOT}\n")
     print(
         "| attack | s | MiB pushed | connections cut | worker CPU | RSS before MB | RSS peak MB | growth MB | "
         "/health p50 ms | p99 ms | max ms | /health failures |"

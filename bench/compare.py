@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench
+import measure
+import procs
 
 
 def main() -> int:
@@ -47,38 +48,38 @@ def main() -> int:
             messages = [{"role": "user", "content": "Say hello in one short sentence."}]
             body = {"model": "flash", "max_tokens": 20 if kind == "stream" else 64, "messages": messages}
         else:
-            body = dict(bench.JSON_BODY)
+            body = dict(measure.JSON_BODY)
         bodies[kind].write_text(json.dumps({**body, "stream": kind == "stream"}))
-    mock_port = bench.free_port()
-    mock = bench.spawn_mock(tmp, mock_port)
-    servers: list[tuple[str, bench.Server]] = []
+    mock_port = procs.free_port()
+    mock = procs.spawn_mock(tmp, mock_port)
+    servers: list[tuple[str, procs.Server]] = []
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     try:
-        bench.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
+        procs.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
         for name, root in variants:
-            bench.APP_ROOT = root
-            server = bench.start_gateway(tmp, bench.free_port(), mock_port, f"{name}.log")
+            procs.APP_ROOT = root
+            server = procs.start_gateway(tmp, procs.free_port(), mock_port, f"{name}.log")
             servers.append((name, server))
         for _name, server in servers:
-            bench.wait_ready(server, "/healthz", timeout=30)
+            procs.wait_ready(server, "/healthz", timeout=30)
             for body in bodies.values():  # warm-up
-                bench.wrk(server.port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, 32, 1)
+                measure.wrk(server.port, path, body, procs.GATEWAY_KEY, procs.CPU_MOCK, 32, 1)
         for i in range(args.rounds):
             # Rotate the order each round so no variant always runs first or last.
             order = servers[i % len(servers) :] + servers[: i % len(servers)]
             for kind, body in bodies.items():
                 for name, server in order:
-                    pids = bench.tree(server.pid)
-                    cpu0, busy0, t0 = bench.cpu_seconds(pids), bench.cpu_busy(bench.CPU_SERVER), time.perf_counter()
-                    r = bench.wrk(
-                        server.port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK,
+                    pids = procs.tree(server.pid)
+                    cpu0, busy0, t0 = procs.cpu_seconds(pids), procs.cpu_busy(procs.CPU_SERVER), time.perf_counter()
+                    r = measure.wrk(
+                        server.port, path, body, procs.GATEWAY_KEY, procs.CPU_MOCK,
                         args.connections, args.seconds,
                     )  # fmt: skip
-                    cpu = bench.cpu_seconds(pids) - cpu0
-                    other = max(0.0, bench.cpu_busy(bench.CPU_SERVER) - busy0 - cpu) / (time.perf_counter() - t0)
+                    cpu = procs.cpu_seconds(pids) - cpu0
+                    other = max(0.0, procs.cpu_busy(procs.CPU_SERVER) - busy0 - cpu) / (time.perf_counter() - t0)
                     ms = cpu / max(1, r["requests"]) * 1000
                     results.setdefault((name, kind), []).append((ms, r["rps"], other))
-                    bench.log(
+                    procs.log(
                         f"round {i + 1} {kind:6} {name:12} {r['rps']:8.0f} req/s  {ms:.4f} CPU-ms/req  "
                         f"errors {r['errors']}  other {other:.0%}"
                     )

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench
+import measure
+import procs
 
 
 def _function(frame: str) -> str:
@@ -63,7 +64,7 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
 
-    out_dir = bench.BENCH / "profiles"
+    out_dir = procs.BENCH / "profiles"
     out_dir.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gw-profile-"))
     body = tmp / "body.json"
@@ -73,16 +74,16 @@ def main() -> int:
             {"role": "user", "content": "Say hello in one short sentence."}]}  # fmt: skip
         body.write_text(json.dumps({**messages, "stream": args.kind == "stream"}))
     else:
-        body.write_text(json.dumps({**bench.JSON_BODY, "stream": args.kind == "stream"}))
-    mock_port, gw_port = bench.free_port(), bench.free_port()
-    mock = bench.spawn_mock(tmp, mock_port)
+        body.write_text(json.dumps({**measure.JSON_BODY, "stream": args.kind == "stream"}))
+    mock_port, gw_port = procs.free_port(), procs.free_port()
+    mock = procs.spawn_mock(tmp, mock_port)
     try:
-        bench.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
-        with bench.running(bench.start_gateway(tmp, gw_port, mock_port)) as gw:
-            bench.wait_ready(gw, "/healthz", timeout=30)
+        procs.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
+        with procs.running(procs.start_gateway(tmp, gw_port, mock_port)) as gw:
+            procs.wait_ready(gw, "/healthz", timeout=30)
             worker = gw.worker()
             path = "/v1/messages" if args.route == "translated" else "/v1/chat/completions"
-            bench.wrk(gw_port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, args.connections, 2)
+            measure.wrk(gw_port, path, body, procs.GATEWAY_KEY, procs.CPU_MOCK, args.connections, 2)
             name = args.kind if args.route == "passthrough" else f"{args.route}-{args.kind}"
             raw = out_dir / f"{name}.collapsed.txt"
             svg = out_dir / f"{name}.svg"
@@ -90,8 +91,8 @@ def main() -> int:
 
             def load() -> None:
                 result.update(
-                    bench.wrk(
-                        gw_port, path, body, bench.GATEWAY_KEY, bench.CPU_MOCK, args.connections, args.seconds + 2
+                    measure.wrk(
+                        gw_port, path, body, procs.GATEWAY_KEY, procs.CPU_MOCK, args.connections, args.seconds + 2
                     )
                 )
 
@@ -101,7 +102,7 @@ def main() -> int:
             if args.native:
                 common.append("--native")
             # py-spy on the load generator's CPU, so sampling does not steal the worker's core.
-            spy = ["taskset", "-c", bench.CPU_MOCK, args.py_spy, "record", *common]
+            spy = ["taskset", "-c", procs.CPU_MOCK, args.py_spy, "record", *common]
             subprocess.run([*spy, "--format", "raw", "-o", str(raw)], check=True)
             t.join()
             # A flame graph of the same kind of load, for reading by eye.

@@ -38,16 +38,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench
+import measure
+import procs
 
-GEMINI_MODEL = f"/v1/projects/{bench.PROJECT}/locations/global/publishers/google/models/gemini-2.5-flash"
+GEMINI_MODEL = f"/v1/projects/{procs.PROJECT}/locations/global/publishers/google/models/gemini-2.5-flash"
 GEMINI_STREAM_PATH = f"{GEMINI_MODEL}:streamGenerateContent?alt=sse"
 GEMINI_JSON_PATH = f"{GEMINI_MODEL}:generateContent"
 ROUTES = ("passthrough", "translated")
 GATEWAY_PATH = {"passthrough": "/v1/chat/completions", "translated": "/v1/messages"}
 DIRECT_PATH = {
-    ("passthrough", "stream"): bench.VERTEX_PATH,
-    ("passthrough", "json"): bench.VERTEX_PATH,
+    ("passthrough", "stream"): procs.VERTEX_PATH,
+    ("passthrough", "json"): procs.VERTEX_PATH,
     ("translated", "stream"): GEMINI_STREAM_PATH,
     ("translated", "json"): GEMINI_JSON_PATH,
 }
@@ -65,8 +66,8 @@ def bodies(chunks: int) -> dict[tuple[str, str], dict[str, Any]]:
     messages = {"model": "flash", "max_tokens": 64, "messages": [{"role": "user", "content": PROMPT}]}
     gemini = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 64}}
     return {
-        ("passthrough", "json"): bench.JSON_BODY,
-        ("passthrough", "stream"): {**bench.JSON_BODY, "stream": True},
+        ("passthrough", "json"): measure.JSON_BODY,
+        ("passthrough", "stream"): {**measure.JSON_BODY, "stream": True},
         ("translated", "json"): messages,
         ("translated", "stream"): {**messages, "max_tokens": chunks, "stream": True},
         ("direct-translated", "json"): gemini,
@@ -93,12 +94,12 @@ class Results:
     micro: dict[str, Any] = field(default_factory=dict)
 
 
-def measure(port: int, route: str, kind: str, body: Path, pids: list[int], args: argparse.Namespace) -> Cell:
-    cpu0, busy0, t0 = bench.cpu_seconds(pids), bench.cpu_busy(bench.CPU_SERVER), time.perf_counter()
-    r = bench.wrk(port, GATEWAY_PATH[route], body, bench.GATEWAY_KEY, bench.CPU_MOCK, args.connections, args.seconds)
+def measure_cell(port: int, route: str, kind: str, body: Path, pids: list[int], args: argparse.Namespace) -> Cell:
+    cpu0, busy0, t0 = procs.cpu_seconds(pids), procs.cpu_busy(procs.CPU_SERVER), time.perf_counter()
+    r = measure.wrk(port, GATEWAY_PATH[route], body, procs.GATEWAY_KEY, procs.CPU_MOCK, args.connections, args.seconds)
     wall = time.perf_counter() - t0
-    cpu = bench.cpu_seconds(pids) - cpu0
-    busy = bench.cpu_busy(bench.CPU_SERVER) - busy0
+    cpu = procs.cpu_seconds(pids) - cpu0
+    busy = procs.cpu_busy(procs.CPU_SERVER) - busy0
     n = max(1, r["requests"])
     cell = Cell(
         r["rps"],
@@ -109,7 +110,7 @@ def measure(port: int, route: str, kind: str, body: Path, pids: list[int], args:
         r["bytes"] / n,
         max(0.0, busy - cpu) / wall,
     )
-    bench.log(
+    procs.log(
         f"{route:11} {kind:6} {cell.rps:8.0f} req/s  p99 {cell.p99_ms:.2f} ms  {cell.cpu_ms:.4f} CPU-ms/req  "
         f"{cell.bytes_per:.0f} B/resp  errors {cell.errors}  other {cell.other:.0%}"
     )
@@ -121,17 +122,17 @@ def sanity(gw_port: int, mock_port: int, chunks: int) -> None:
     unpaced = ["--streams", "2", "--chunks", str(chunks), "--interval-ms", "0"]
     for route in ROUTES:
         extra = ["--api", CLIENT_API[route], *unpaced]
-        r = bench.stream_client(gw_port, GATEWAY_PATH[route], bench.GATEWAY_KEY, bench.CPU_MOCK, extra, 30)
+        r = measure.stream_client(gw_port, GATEWAY_PATH[route], procs.GATEWAY_KEY, procs.CPU_MOCK, extra, 30)
         if r["errors"] or r["complete"] != 2:
             raise RuntimeError(f"{route} streams through the gateway are not complete: {r}")
         extra = ["--api", DIRECT_API[route], *unpaced]
-        r = bench.stream_client(mock_port, DIRECT_PATH[(route, "stream")], "", bench.CPU_MOCK, extra, 30)
+        r = measure.stream_client(mock_port, DIRECT_PATH[(route, "stream")], "", procs.CPU_MOCK, extra, 30)
         if r["errors"] or r["complete"] != 2:
             raise RuntimeError(f"{route} streams direct to the mock are not complete: {r}")
     req = urllib.request.Request(
         f"http://127.0.0.1:{gw_port}/v1/messages",
         data=json.dumps(bodies(chunks)[("translated", "json")]).encode(),
-        headers={"content-type": "application/json", "x-api-key": bench.GATEWAY_KEY},
+        headers={"content-type": "application/json", "x-api-key": procs.GATEWAY_KEY},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         answer = json.loads(resp.read())
@@ -144,30 +145,30 @@ def wait_quiet(limit_s: float, threshold: float = 0.25, quiet_log: bool = True) 
     gateway are idle at the call, so what is measured is other work. Returns the seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
-        before = [bench.cpu_busy(c) for c in (bench.CPU_MOCK, bench.CPU_SERVER)]
+        before = [procs.cpu_busy(c) for c in (procs.CPU_MOCK, procs.CPU_SERVER)]
         t0 = time.perf_counter()
         time.sleep(1.0)
         wall = time.perf_counter() - t0
-        busy = [(bench.cpu_busy(c) - b) / wall for c, b in zip((bench.CPU_MOCK, bench.CPU_SERVER), before, strict=True)]
+        busy = [(procs.cpu_busy(c) - b) / wall for c, b in zip((procs.CPU_MOCK, procs.CPU_SERVER), before, strict=True)]
         if max(busy) < threshold:
             break
     waited = time.monotonic() - started
     if limit_s > 0 and (quiet_log or waited > 2):
-        bench.log(f"waited {waited:.0f} s for a quieter machine (limit {limit_s:g} s)")
+        procs.log(f"waited {waited:.0f} s for a quieter machine (limit {limit_s:g} s)")
     return waited
 
 
 def other_load_sampler(pids: list[int]) -> Any:
     """Returns a function giving the share of both CPUs (0-2) used since the call by anything but our own
     processes (`pids`: gateway and mock) and the children this process waited for (the clients)."""
-    cpus = (bench.CPU_MOCK, bench.CPU_SERVER)
-    busy0 = sum(bench.cpu_busy(c) for c in cpus)
-    ours0 = bench.cpu_seconds(pids) + _children_cpu()
+    cpus = (procs.CPU_MOCK, procs.CPU_SERVER)
+    busy0 = sum(procs.cpu_busy(c) for c in cpus)
+    ours0 = procs.cpu_seconds(pids) + _children_cpu()
     t0 = time.perf_counter()
 
     def other() -> float:
-        busy = sum(bench.cpu_busy(c) for c in cpus) - busy0
-        ours = bench.cpu_seconds(pids) + _children_cpu() - ours0
+        busy = sum(procs.cpu_busy(c) for c in cpus) - busy0
+        ours = procs.cpu_seconds(pids) + _children_cpu() - ours0
         return max(0.0, busy - ours) / (time.perf_counter() - t0)
 
     return other
@@ -189,20 +190,20 @@ def chunk_rounds(
     # Control for the own-core layout: straight at the mock with the client on the gateway's CPU, so each
     # chunk crosses vCPUs once and no gateway is involved (through the gateway it crosses twice).
     crossed: list[float] = []
-    cross_cpu = bench.CPU_SERVER if client_cpu == bench.CPU_MOCK else ""
+    cross_cpu = procs.CPU_SERVER if client_cpu == procs.CPU_MOCK else ""
     for i in range(args.chunk_rounds):
         wait_quiet(args.wait_quiet, quiet_log=False)
         other = other_load_sampler(pids)
         if cross_cpu:
             extra = ["--api", "chat", *paced]
-            crossed += bench.stream_client(mock_port, bench.VERTEX_PATH, "", cross_cpu, extra, 60)["delays_us"]
+            crossed += measure.stream_client(mock_port, procs.VERTEX_PATH, "", cross_cpu, extra, 60)["delays_us"]
         for route in ROUTES if i % 2 == 0 else ROUTES[::-1]:
-            r = bench.stream_client(
+            r = measure.stream_client(
                 mock_port, DIRECT_PATH[(route, "stream")], "", client_cpu, ["--api", DIRECT_API[route], *paced], 60
             )
             d = r["delays_us"]
-            r = bench.stream_client(
-                gw_port, GATEWAY_PATH[route], bench.GATEWAY_KEY, client_cpu, ["--api", CLIENT_API[route], *paced], 60
+            r = measure.stream_client(
+                gw_port, GATEWAY_PATH[route], procs.GATEWAY_KEY, client_cpu, ["--api", CLIENT_API[route], *paced], 60
             )
             if r["errors"]:
                 raise RuntimeError(f"{route} paced streams failed: {r['error_samples']}")
@@ -215,28 +216,28 @@ def chunk_rounds(
         d = [x for _, direct in rounds[route] for x in direct]
         qg = [x for i in quiet for x in rounds[route][i][0]]
         qd = [x for i in quiet for x in rounds[route][i][1]]
-        per_round = [bench.pct(gw, 99) - bench.pct(direct, 99) for gw, direct in rounds[route]]
+        per_round = [measure.pct(gw, 99) - measure.pct(direct, 99) for gw, direct in rounds[route]]
         out[route] = {
             "n": len(g),
-            "gw_p50": bench.pct(g, 50),
-            "gw_p99": bench.pct(g, 99),
-            "d_p50": bench.pct(d, 50),
-            "d_p99": bench.pct(d, 99),
-            "added_p50": bench.pct(g, 50) - bench.pct(d, 50),
-            "added_p99": bench.pct(g, 99) - bench.pct(d, 99),
+            "gw_p50": measure.pct(g, 50),
+            "gw_p99": measure.pct(g, 99),
+            "d_p50": measure.pct(d, 50),
+            "d_p99": measure.pct(d, 99),
+            "added_p50": measure.pct(g, 50) - measure.pct(d, 50),
+            "added_p99": measure.pct(g, 99) - measure.pct(d, 99),
             "round_added_p99": per_round,
             "median_round_added_p99": med(per_round),
             "quiet_rounds": len(quiet),
-            "quiet_added_p50": bench.pct(qg, 50) - bench.pct(qd, 50) if quiet else float("nan"),
-            "quiet_added_p99": bench.pct(qg, 99) - bench.pct(qd, 99) if quiet else float("nan"),
+            "quiet_added_p50": measure.pct(qg, 50) - measure.pct(qd, 50) if quiet else float("nan"),
+            "quiet_added_p99": measure.pct(qg, 99) - measure.pct(qd, 99) if quiet else float("nan"),
             "others": others,
             "other_median": med(others),
             "other_max": max(others),
         }
-        bench.log(f"per-chunk {route} (client CPU {client_cpu}): {out[route]}")
+        procs.log(f"per-chunk {route} (client CPU {client_cpu}): {out[route]}")
     if crossed:
-        out["crossed"] = {"n": len(crossed), "p50": bench.pct(crossed, 50), "p99": bench.pct(crossed, 99)}
-        bench.log(f"per-chunk direct across vCPUs: {out['crossed']}")
+        out["crossed"] = {"n": len(crossed), "p50": measure.pct(crossed, 50), "p99": measure.pct(crossed, 99)}
+        procs.log(f"per-chunk direct across vCPUs: {out['crossed']}")
     return out
 
 
@@ -305,12 +306,12 @@ print(json.dumps(out))
 
 
 def micro(chunks: int, reps: int) -> dict[str, Any]:
-    argv = ["taskset", "-c", bench.CPU_SERVER, bench.PY, "-c", MICRO, str(bench.BENCH), str(chunks), str(reps)]
-    out = subprocess.run(argv, cwd=bench.APP_ROOT, capture_output=True, text=True, timeout=120)
+    argv = ["taskset", "-c", procs.CPU_SERVER, procs.PY, "-c", MICRO, str(procs.BENCH), str(chunks), str(reps)]
+    out = subprocess.run(argv, cwd=procs.APP_ROOT, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"in-process timing failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    bench.log(f"in-process: {result}")
+    procs.log(f"in-process: {result}")
     return result
 
 
@@ -545,9 +546,9 @@ def main() -> int:
     p.add_argument("--skip-one-core", action="store_true", help="per-chunk delay with the gateway on its own core only")
     p.add_argument("--skip-direct", action="store_true", help="skip the wrk cells straight at the mock")
     p.add_argument("--micro-reps", type=int, default=2000, help="in-process timing repetitions (0: skip)")
-    p.add_argument("--output", type=Path, default=bench.BENCH / "RESULTS.md")
+    p.add_argument("--output", type=Path, default=procs.BENCH / "RESULTS.md")
     p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
-    p.add_argument("--app-root", type=Path, default=bench.ROOT, help="tree holding app/ and gunicorn.conf.py")
+    p.add_argument("--app-root", type=Path, default=procs.ROOT, help="tree holding app/ and gunicorn.conf.py")
     p.add_argument(
         "--wait-quiet",
         type=float,
@@ -562,7 +563,7 @@ def main() -> int:
     args.chunk_rounds = max(0, min(args.chunk_rounds, 20))
     args.chunk_streams = max(1, min(args.chunk_streams, 64))
     args.kinds = [k for k in ("stream", "json") if k in args.kinds.split(",")]
-    bench.APP_ROOT = args.app_root.resolve()
+    procs.APP_ROOT = args.app_root.resolve()
     command = shlex.join([".venv/bin/python", "bench/translate_bench.py", *sys.argv[1:]])
 
     tmp = Path(tempfile.mkdtemp(prefix="gw-translate-"))
@@ -570,52 +571,52 @@ def main() -> int:
     for (target, kind), body in bodies(args.chunks).items():
         files[(target, kind)] = tmp / f"{target}-{kind}.json"
         files[(target, kind)].write_text(json.dumps(body))
-    info = bench.machine_info()
+    info = procs.machine_info()
     res = Results()
-    mock_port, gw_port = bench.free_port(), bench.free_port()
-    bench.log(f"work dir {tmp}")
-    mock = bench.spawn_mock(tmp, mock_port, "--chunks", str(args.chunks))
+    mock_port, gw_port = procs.free_port(), procs.free_port()
+    procs.log(f"work dir {tmp}")
+    mock = procs.spawn_mock(tmp, mock_port, "--chunks", str(args.chunks))
     try:
-        bench.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
+        procs.wait_ready(mock, "/computeMetadata/v1/project/project-id", timeout=10)
         if not args.skip_direct:
             for kind in args.kinds:
                 for route in ROUTES:
                     body = files[("direct-translated" if route == "translated" else "passthrough", kind)]
                     path = DIRECT_PATH[(route, kind)]
-                    cpu0 = bench.cpu_seconds([mock.pid])
-                    r = bench.wrk(mock_port, path, body, "", bench.CPU_SERVER, args.connections, args.seconds)
+                    cpu0 = procs.cpu_seconds([mock.pid])
+                    r = measure.wrk(mock_port, path, body, "", procs.CPU_SERVER, args.connections, args.seconds)
                     n = max(1, r["requests"])
                     res.direct[(route, kind)] = {
                         "rps": r["rps"],
                         "bytes_per": r["bytes"] / n,
-                        "cpu_ms": (bench.cpu_seconds([mock.pid]) - cpu0) / n * 1000,
+                        "cpu_ms": (procs.cpu_seconds([mock.pid]) - cpu0) / n * 1000,
                         "errors": r["errors"],
                     }
-                    bench.log(f"direct {route:11} {kind:6} {r['rps']:8.0f} req/s  errors {r['errors']}")
-        with bench.running(bench.start_gateway(tmp, gw_port, mock_port, "gateway.log")) as gw:
-            bench.wait_ready(gw, "/healthz", timeout=30)
+                    procs.log(f"direct {route:11} {kind:6} {r['rps']:8.0f} req/s  errors {r['errors']}")
+        with procs.running(procs.start_gateway(tmp, gw_port, mock_port, "gateway.log")) as gw:
+            procs.wait_ready(gw, "/healthz", timeout=30)
             sanity(gw_port, mock_port, args.chunks)
-            pids = bench.tree(gw.pid)
+            pids = procs.tree(gw.pid)
             for kind in args.kinds:
                 for route in ROUTES:
-                    bench.wrk(
-                        gw_port, GATEWAY_PATH[route], files[(route, kind)], bench.GATEWAY_KEY, bench.CPU_MOCK,
+                    measure.wrk(
+                        gw_port, GATEWAY_PATH[route], files[(route, kind)], procs.GATEWAY_KEY, procs.CPU_MOCK,
                         args.connections, args.warmup,
                     )  # fmt: skip
             for i in range(args.rounds):
                 wait_quiet(args.wait_quiet)
                 for kind in args.kinds:
                     for route in ROUTES if i % 2 == 0 else ROUTES[::-1]:
-                        cell = measure(gw_port, route, kind, files[(route, kind)], pids, args)
+                        cell = measure_cell(gw_port, route, kind, files[(route, kind)], pids, args)
                         res.cells.setdefault((route, kind), []).append(cell)
             if args.chunk_rounds:
-                res.chunks["own"] = chunk_rounds(gw_port, mock_port, args, bench.CPU_MOCK, [*pids, mock.pid])
+                res.chunks["own"] = chunk_rounds(gw_port, mock_port, args, procs.CPU_MOCK, [*pids, mock.pid])
                 if not args.skip_one_core:
-                    bench.repin(mock.pid, bench.CPU_SERVER)
+                    procs.repin(mock.pid, procs.CPU_SERVER)
                     try:
-                        res.chunks["same"] = chunk_rounds(gw_port, mock_port, args, bench.CPU_SERVER, [*pids, mock.pid])
+                        res.chunks["same"] = chunk_rounds(gw_port, mock_port, args, procs.CPU_SERVER, [*pids, mock.pid])
                     finally:
-                        bench.repin(mock.pid, bench.CPU_MOCK)
+                        procs.repin(mock.pid, procs.CPU_MOCK)
         if args.micro_reps > 0:
             res.micro = micro(args.chunks, args.micro_reps)
     finally:
@@ -626,7 +627,7 @@ def main() -> int:
     if not args.no_write:
         write_results(args.output, text)
     if args.keep_logs:
-        bench.log(f"logs kept in {tmp}")
+        procs.log(f"logs kept in {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
