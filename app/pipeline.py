@@ -68,6 +68,7 @@ class Endpoint:
         client = scope.get("client")
         line = RequestLog(scope["method"], scope["path"], headers, client[0] if client else None)
         call = Call(self.gateway, scope, receive, Responder(send), headers, line)
+        crashed = False
         try:
             await self.handle(call)
         except GatewayError as exc:
@@ -80,15 +81,17 @@ class Endpoint:
         except Exception:
             # A bug: logged with its stack, answered as JSON (never a traceback), one request line as always.
             logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            line.error = "internal error"
+            line.error, crashed = "internal error", True
             if not call.out.started:
                 await call.out.whole(*render(self.shape, INTERNAL_ERROR))
         finally:
             # Every way out passes here (answers, errors, hang-ups, cancellation, streams run out). The line
-            # records what the caller was told; nothing at all means the caller left first (nginx's 499).
+            # records what the caller was told (nothing at all: the caller left first, nginx's 499), except that
+            # a bug is a 500 even after a stream began, so it is logged at ERROR and counted as a server error.
             if call.lease is not None:
                 call.lease.release()
-            line.status, line.response_bytes = call.out.status or 499, call.out.sent
+            line.status = 500 if crashed else call.out.status or 499
+            line.response_bytes = call.out.sent
             line.emit(self.gateway.project)
 
     @property

@@ -52,6 +52,12 @@ async def has_a_bug(call: Call) -> None:
     raise KeyError("oops")
 
 
+async def crashes_mid_stream(call: Call) -> None:
+    await call.out.start_stream(200, [(b"content-type", b"text/event-stream")])
+    await call.out.chunk(b"data: 1\n\n")
+    raise KeyError("oops")
+
+
 async def returns_silently(call: Call) -> None:
     """What a route does when a watcher saw the caller leave: nothing more to send."""
     call.line.outcome = "client_disconnected"
@@ -65,6 +71,8 @@ CASES = [
     (fails_after_first_byte, [200], 9, 200, 9, None, "Vertex AI broke off its answer"),
     (hangs_up, [], 0, 499, 0, "client_disconnected", None),
     (has_a_bug, [500], None, 500, "body", None, "internal error"),
+    # A bug is a 500 on the line (severity ERROR, a server error to the metrics) even after the stream began.
+    (crashes_mid_stream, [200], 9, 500, 9, None, "internal error"),
     (returns_silently, [], 0, 499, 0, "client_disconnected", None),
 ]
 
