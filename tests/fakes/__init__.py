@@ -8,6 +8,7 @@ reach it over a real socket.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from types import TracebackType
@@ -15,13 +16,35 @@ from typing import Self
 
 from aiohttp import web
 
-__all__ = ["BackgroundServer", "free_port"]
+__all__ = ["BackgroundServer", "free_port", "gcloud_env"]
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def gcloud_env(config_dir: str, api: str, url: str, token: str, project: str) -> dict[str, str]:
+    """Variables that make the real gcloud call `api` (e.g. SECRETMANAGER, LOGGING) at a fake's `url`, offline,
+    with a fixed access token and no prompts, update checks or usage reports."""
+    os.makedirs(config_dir, exist_ok=True)
+    token_file = os.path.join(config_dir, "access-token")
+    with open(token_file, "w", encoding="utf-8") as handle:
+        handle.write(token)
+    env = {
+        "CLOUDSDK_CONFIG": config_dir,
+        f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}": url + "/",
+        "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": token_file,
+        "CLOUDSDK_CORE_PROJECT": project,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+        "CLOUDSDK_SURVEY_DISABLE_PROMPTS": "true",
+    }
+    if "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE" in os.environ:
+        env["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"] = os.environ["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"]
+    return env
 
 
 class BackgroundServer:

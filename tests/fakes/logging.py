@@ -28,7 +28,6 @@ infra/ uses are anchored at both ends, so partial and full matching agree.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import BackgroundServer
+from tests.fakes import BackgroundServer, gcloud_env
 
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY")
 _SPECIAL = {
@@ -289,23 +288,7 @@ class FakeLogging(BackgroundServer):
 
     def gcloud_env(self, config_dir: str, project: str = "test-project") -> dict[str, str]:
         """Variables that make the real gcloud read logs from this fake, offline, with a fixed token."""
-        os.makedirs(config_dir, exist_ok=True)
-        token_file = os.path.join(config_dir, "access-token")
-        with open(token_file, "w", encoding="utf-8") as handle:
-            handle.write(self.token)
-        env = {
-            "CLOUDSDK_CONFIG": config_dir,
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING": self.url + "/",
-            "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": token_file,
-            "CLOUDSDK_CORE_PROJECT": project,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-            "CLOUDSDK_SURVEY_DISABLE_PROMPTS": "true",
-        }
-        if "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE" in os.environ:
-            env["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"] = os.environ["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"]
-        return env
+        return gcloud_env(config_dir, "LOGGING", self.url, self.token, project)
 
     async def _unknown(self, request: web.Request) -> web.Response:
         return _error(404, "NOT_FOUND", f"the fake implements only entries:list, not {request.method} {request.path}")

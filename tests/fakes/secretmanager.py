@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import BackgroundServer
+from tests.fakes import BackgroundServer, gcloud_env
 
 
 def _crc32c_table() -> list[int]:
@@ -130,23 +129,7 @@ class FakeSecretManager(BackgroundServer):
 
     def gcloud_env(self, config_dir: str, project: str = "test-project") -> dict[str, str]:
         """Variables that make the real gcloud talk to this fake, offline, with a fixed token."""
-        os.makedirs(config_dir, exist_ok=True)
-        token_file = os.path.join(config_dir, "access-token")
-        with open(token_file, "w", encoding="utf-8") as handle:
-            handle.write(self.require_token or "test-token")
-        env = {
-            "CLOUDSDK_CONFIG": config_dir,
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER": self.url + "/",
-            "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": token_file,
-            "CLOUDSDK_CORE_PROJECT": project,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-            "CLOUDSDK_SURVEY_DISABLE_PROMPTS": "true",
-        }
-        if "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE" in os.environ:
-            env["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"] = os.environ["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"]
-        return env
+        return gcloud_env(config_dir, "SECRETMANAGER", self.url, self.require_token or "test-token", project)
 
     def paths(self) -> list[str]:
         return [f"{r['method']} {r['path']}" for r in self.requests]
